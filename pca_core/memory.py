@@ -1,0 +1,126 @@
+"""The ``memory`` transport: in-process publish/subscribe with MQTT topic semantics.
+
+Transports created with the same ``bus`` option share one in-process broker, so an agent and a simulated
+control plane in one process can talk to each other. Delivery is synchronous: ``publish`` calls every
+matching subscriber's handler before it returns, which is how a broker that has accepted a QoS 1 message
+behaves from the publisher's point of view.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any
+
+from pca_core.errors import TransportError
+from pca_core.plugin import PluginOptions
+from pca_core.topics import topic_matches, validate_pattern, validate_topic
+from pca_core.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
+
+_log = logging.getLogger(__name__)
+
+
+class MemoryOptions(PluginOptions):
+    """Options of the ``memory`` transport.
+
+    Attributes:
+        bus: the name of the in-process broker to join.
+    """
+
+    bus: str = "default"
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscriptions: list[tuple[object, Subscription]] = []
+
+    def add(self, owner: object, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions.append((owner, subscription))
+
+    def remove_owner(self, owner: object) -> None:
+        with self._lock:
+            self._subscriptions = [(o, s) for o, s in self._subscriptions if o is not owner]
+
+    def deliver(self, message: Message) -> None:
+        with self._lock:
+            targets = [s for _, s in self._subscriptions if topic_matches(s.pattern, message.topic)]
+        # Handlers run outside the lock, so a handler may publish or subscribe in turn.
+        for subscription in targets:
+            try:
+                subscription.handler(message)
+            except Exception:
+                _log.exception("memory transport: handler for %r failed on %s", subscription.pattern,
+                               message.topic)
+
+
+_buses: weakref.WeakValueDictionary[str, _Bus] = weakref.WeakValueDictionary()
+_buses_lock = threading.Lock()
+
+
+def _bus(name: str) -> _Bus:
+    with _buses_lock:
+        bus = _buses.get(name)
+        if bus is None:
+            bus = _buses[name] = _Bus()
+        return bus
+
+
+class MemoryTransport(Transport):
+    """An in-process transport for tests and the demo; it passes the same conformance suite."""
+
+    capabilities = frozenset({"qos1", "wildcards"})
+    Options = MemoryOptions
+
+    def __init__(self, config: Any, options: MemoryOptions) -> None:
+        super().__init__(config, options)
+        self._lock = threading.Lock()
+        self._subscriptions: list[Subscription] = []
+        self._bus: _Bus | None = None
+        self._closed = False
+
+    def connect(self, timeout: float | None = None) -> None:
+        """Joins the bus and restores the subscriptions made so far."""
+        with self._lock:
+            if self._closed:
+                raise TransportError("memory", "memory transport: connect after close")
+            if self._bus is not None:
+                return
+            self._bus = _bus(self.options.bus)
+            for subscription in self._subscriptions:
+                self._bus.add(self, subscription)
+        self._set_state(ConnectionState.CONNECTED)
+
+    def publish(self, topic: str, payload: bytes, *, qos: QoS = QoS.AT_LEAST_ONCE,
+                timeout: float | None = None) -> None:
+        """Delivers to every matching subscription on the bus before returning."""
+        if not isinstance(payload, bytes):
+            raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
+        validate_topic(topic)
+        bus = self._bus
+        if bus is None:
+            raise TransportError("memory", "memory transport: publish while not connected")
+        bus.deliver(Message(topic, payload))
+
+    def subscribe(self, pattern: str, handler: Handler, *, qos: QoS = QoS.AT_LEAST_ONCE) -> Subscription:
+        """Subscribes now if connected, and on every later connect."""
+        validate_pattern(pattern)
+        subscription = Subscription(pattern, handler, QoS(qos))
+        with self._lock:
+            self._subscriptions.append(subscription)
+            if self._bus is not None:
+                self._bus.add(self, subscription)
+        return subscription
+
+    def close(self, timeout: float | None = None) -> None:
+        """Leaves the bus; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.remove_owner(self)
+        self._set_state(ConnectionState.CLOSED)
