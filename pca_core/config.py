@@ -325,7 +325,8 @@ def load(path: str | Path, payload_path: str | Path | None = None,
     file_payload = tree.get("payload", {})
     if not isinstance(file_payload, dict):
         raise ConfigError(str(path), "payload", "expected a table of KEY = \"value\" launch parameters")
-    payload_file = payload_path or tree.get("agent", {}).get("payload_file")
+    agent = tree.get("agent", {})
+    payload_file = payload_path or (agent.get("payload_file") if isinstance(agent, dict) else None)
     payload_source = str(path)
     if payload_file:
         payload_file = (path.parent / payload_file) if not Path(payload_file).is_absolute() else payload_file

@@ -16,7 +16,7 @@ from typing import Any
 
 from pca_core.config import Config, build, read_payload_file
 from pca_core.errors import ConfigError
-from pca_core.payload import MANDATORY_KEYS, convert_value, read_identity
+from pca_core.payload import MANDATORY_KEYS, Params, read_identity
 
 # Every key of the original agent.conf (docs: original-agent.md §2.2), plus pca's messaging.transport.
 AGENT_KEYS = frozenset({
@@ -37,73 +37,14 @@ PAYLOAD_KEYS = (*MANDATORY_KEYS, "CLUSTER_INSTANCE_ID", "MEMBER_ID", "INSTANCE_I
                 "PARTITION_ID", "APPLICATION_PATH", "REPO_URL", "CARTRIDGE_KEY", "COMMIT_ENABLED",
                 "LB_CLUSTER_ID", "LVS_VIRTUAL_IP", "PERSISTENCE_MAPPING", "CARTRIDGE_ALIAS", "TOKEN")
 
-_PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9]*([_-][A-Z0-9]+)+$")
-
-
-class _Lookup:
-    """Resolves a key as the original ``Config.read_property`` did, remembering where it was found."""
-
-    def __init__(self, conf: Mapping[str, str], conf_path: str, payload: Mapping[str, str],
-                 payload_path: str) -> None:
-        self.conf = conf
-        self.conf_path = conf_path
-        self.payload = payload
-        self.payload_path = payload_path
-
-    def __call__(self, key: str) -> str | bool | None:
-        value = convert_value(self.conf.get(key.lower(), ""))
-        if value is None and key in self.payload:
-            value = convert_value(self.payload[key])
-        return value
-
-    def source(self, key: str) -> str:
-        if convert_value(self.conf.get(key.lower(), "")) is not None:
-            return self.conf_path
-        return self.payload_path if key in self.payload else self.conf_path
-
-    def error(self, key: str, expected: str) -> ConfigError:
-        raw = self(key)
-        if isinstance(raw, str) and _PLACEHOLDER.match(raw):
-            expected += f"; {raw!r} looks like an unreplaced template placeholder"
-        elif raw is not None:
-            expected += f", got {raw!r}"
-        return ConfigError(self.source(key), key, expected)
-
-    def text(self, key: str, *, mandatory: bool = False, default: str | None = None) -> str | None:
-        value = self(key)
-        if value is None:
-            if mandatory:
-                raise ConfigError(self.source(key), key, "missing; this key is mandatory")
-            return default
-        return str(value).lower() if isinstance(value, bool) else value
-
-    def flag(self, key: str, *, mandatory: bool = False, default: bool | None = None) -> bool | None:
-        value = self(key)
-        if value is None:
-            if mandatory:
-                raise ConfigError(self.source(key), key, "missing; expected true or false")
-            return default
-        if not isinstance(value, bool):
-            raise self.error(key, "expected true or false")
-        return value
-
-    def integer(self, key: str, *, default: int | None = None, mandatory: bool = False) -> int | None:
-        value = self.text(key, mandatory=mandatory)
-        if value is None:
-            return default
-        try:
-            return int(value)
-        except ValueError:
-            raise self.error(key, "expected a whole number") from None
-
-    def urls(self, key: str, *, mandatory: bool = False) -> list[str]:
-        value = self.text(key, mandatory=mandatory)
-        if value is None:
-            return []
-        urls = [item.strip() for item in value.split(",") if item.strip()]
-        if not urls or not all(_is_broker_address(url) for url in urls):
-            raise self.error(key, "expected a comma-separated list of host:port")
-        return urls
+def _urls(params: Params, key: str, *, mandatory: bool = False) -> list[str]:
+    value = params.text(key, mandatory=mandatory)
+    if value is None:
+        return []
+    urls = [item.strip() for item in value.split(",") if item.strip()]
+    if not urls or not all(_is_broker_address(url) for url in urls):
+        raise params.error(key, "expected a comma-separated list of host:port")
+    return urls
 
 
 def _is_broker_address(text: str) -> bool:
@@ -148,10 +89,10 @@ def load_legacy(conf_path: Path, payload_path: Path | None,
     payload = read_payload_file(payload_path) if payload_path.exists() else {}
     known = AGENT_KEYS | {key.lower() for key in PAYLOAD_KEYS}
     warnings = [f"{conf_path}: {key}: unknown key, ignored" for key in conf if key not in known]
-    get = _Lookup(conf, str(conf_path), payload, str(payload_path))
+    get = Params((str(conf_path), conf, True), (str(payload_path), payload, False))
 
-    tree = _map(get, home)
-    identity = read_identity(get, str(payload_path))
+    tree = _map(get, home, payload_path)
+    identity = read_identity(get)
     # Identity keys may come from agent.conf (as in the original); extensions see the resolved values.
     tree["payload"] = {**payload, **{key: str(get.text(key)) for key in PAYLOAD_KEYS
                                      if get(key) is not None}}
@@ -160,19 +101,19 @@ def load_legacy(conf_path: Path, payload_path: Path | None,
     return build(tree, source=str(conf_path), environ=environ, payload_source=str(payload_path)), warnings
 
 
-def _map(get: _Lookup, home: Path) -> dict[str, Any]:
+def _map(get: Params, home: Path, payload_path: Path) -> dict[str, Any]:
     """Validates the agent.conf keys as the original did and maps them onto the native layout."""
-    urls = get.urls("mb.urls")
+    urls = _urls(get, "mb.urls")
     if not urls:
         ip, port = get.text("mb.ip"), get.integer("mb.port")
         if ip is None or port is None:
-            raise ConfigError(get.conf_path, "mb.urls",
+            raise ConfigError(get.source("mb.urls"), "mb.urls",
                               "missing; give mb.urls (host:port,...) or both mb.ip and mb.port")
         urls = [f"{ip}:{port}"]
     get.integer("mb.publisher.timeout", default=900)  # validated; pca never drops an event (docs)
     stats_enabled = get.flag("cep.stats.publisher.enabled", mandatory=True)
     thrift = {
-        "urls": get.urls("thrift.receiver.urls", mandatory=True),
+        "urls": _urls(get, "thrift.receiver.urls", mandatory=True),
         "username": get.text("thrift.server.admin.username", mandatory=True),
         "password": get.text("thrift.server.admin.password", mandatory=True),
     }
@@ -204,7 +145,7 @@ def _map(get: _Lookup, home: Path) -> dict[str, Any]:
             "lb_public_ip": get.text("lb.public.ip"),
             "metadata_service_url": get.text("metadata.service.url"),
             "extensions_dir": str(home / "extensions" / "bash"),
-            "payload_file": get.payload_path,
+            "payload_file": str(payload_path),
         },
         "transport": {k: v for k, v in transport.items() if v is not None},
         "artifacts": {

@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from pca_core.config import PublisherConfig
+from pca_core.errors import LogPublishError
+from pca_core.file_publisher import FileLogPublisher, FileOptions
+from pca_core.log_publisher import LogRecord
+
+
+def test_records_are_appended_as_json_lines(tmp_path):
+    path = tmp_path / "out" / "records.jsonl"
+    publisher = FileLogPublisher(PublisherConfig(plugin="file"), FileOptions(path=str(path), fsync=True))
+    publisher.publish([LogRecord("logs", 1.5, {"line": "hello", "path": "/var/log/a"})])
+    publisher.publish([LogRecord("health", 2.0, {"name": "load_average", "value": 0.25}),
+                       LogRecord("health", 2.0, {"name": "memory_consumption", "value": 41.0})])
+    publisher.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [
+        {"stream": "logs", "timestamp": 1.5, "fields": {"line": "hello", "path": "/var/log/a"}},
+        {"stream": "health", "timestamp": 2.0, "fields": {"name": "load_average", "value": 0.25}},
+        {"stream": "health", "timestamp": 2.0, "fields": {"name": "memory_consumption", "value": 41.0}},
+    ]
+
+
+def test_a_file_moved_away_by_a_rotator_is_recreated(tmp_path):
+    path = tmp_path / "records.jsonl"
+    publisher = FileLogPublisher(PublisherConfig(plugin="file"), FileOptions(path=str(path)))
+    publisher.publish([LogRecord("logs", 1.0, {"line": "a"})])
+    path.rename(tmp_path / "records.jsonl.1")
+    publisher.publish([LogRecord("logs", 2.0, {"line": "b"})])
+    assert json.loads(path.read_text())["fields"] == {"line": "b"}
+
+
+def test_a_write_failure_raises_so_the_core_can_retry(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    publisher = FileLogPublisher(PublisherConfig(plugin="file"),
+                                 FileOptions(path=str(blocker / "records.jsonl")))
+    with pytest.raises(LogPublishError) as info:
+        publisher.publish([LogRecord("logs", 1.0, {"line": "a"})])
+    assert info.value.plugin == "file"
+    assert "cannot write" in str(info.value)
