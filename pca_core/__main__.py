@@ -1,0 +1,5 @@
+import sys
+
+from pca_core.cli import main
+
+sys.exit(main())

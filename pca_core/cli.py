@@ -1,0 +1,163 @@
+"""The ``pca`` command.
+
+Commands import what they need when they run, so ``pca --help`` loads no plugin and no client library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from pca_core._version import __version__
+
+_log = logging.getLogger("pca.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pca", description="pca: the cloud-instance agent for Stratos application clusters.")
+    parser.add_argument("--version", action="version", version=f"pca {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-format", default="plain", choices=("plain", "json"),
+                        help="plain text or one JSON object per line (default plain)")
+    parser.add_argument("--log-file", help="write the log to this file instead of stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_args(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", required=True,
+                         help="a native .toml file, or a legacy Stratos agent.conf")
+        sub.add_argument("--payload", help="the launch-params file (legacy default: "
+                                           "payload/launch-params beside agent.conf)")
+
+    run = commands.add_parser("run", help="run the agent")
+    config_args(run)
+    plugins = commands.add_parser("plugins", help="list the installed plugins and whether they load")
+    plugins.add_argument("--json", action="store_true", help="one JSON object per plugin")
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    check = config_commands.add_parser(
+        "check", help="validate a configuration and print it in effect, secrets masked")
+    config_args(check)
+    check.add_argument("--format", default="toml", choices=("toml", "json"),
+                       help="how to print the effective configuration (default toml)")
+    commands.add_parser("demo", help="run the agent and a simulated control plane in one process")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``pca`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    from pca_core import logsetup
+    from pca_core.errors import PcaError
+
+    try:
+        logsetup.configure(args.log_level, args.log_format, args.log_file)
+    except (ValueError, OSError) as exc:
+        print(f"pca: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "plugins":
+            return _plugins(args)
+        if args.command == "config":
+            return _config_check(args)
+        from pca_core.demo import demo
+
+        return demo()
+    except PcaError as exc:
+        print(f"pca: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202 - returns pca_core.config.Config
+    from pca_core import config
+
+    loaded, warnings = config.load(args.config, args.payload)
+    for warning in warnings:
+        _log.warning("%s", warning)
+    return loaded
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pca_core.runtime import Runtime
+
+    runtime = Runtime(_load(args), source=args.config)
+    runtime.load()
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    runtime.run(stop)
+    return 0
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``; a second one ends the process at once."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            _log.warning("%s again: exiting now", name)
+            os._exit(128 + signum)
+        _log.info("%s: shutting down gracefully (send it again to exit at once)", name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from pca_core.discovery import list_plugins
+
+    rows = list_plugins()
+    if args.json:
+        for row in rows:
+            print(json.dumps({"group": row.group, "name": row.name, "distribution": row.distribution,
+                              "version": row.version, "loads": row.error is None, "error": row.error}))
+        return 0
+    for row in rows:
+        status = "ok" if row.error is None else f"error: {row.error}"
+        print(f"{row.group:<20} {row.name:<10} {row.distribution} {row.version}  {status}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from pca_core import config, discovery
+    from pca_core.errors import PluginNotFound
+    from pca_core.plugin import parse_options
+
+    loaded = _load(args)
+    data = config.to_data(loaded)
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        import tomli_w
+
+        print(tomli_w.dumps(data), end="")
+    selected = [(discovery.TRANSPORTS, loaded.transport.plugin, loaded.transport.options, "transport")]
+    selected += [(discovery.LOG_PUBLISHERS, p.plugin, p.options, f"publishers[{i}]")
+                 for i, p in enumerate(loaded.publishers)]
+    selected += [(discovery.EVENT_HANDLERS, h.plugin, h.options, f"event_handlers[{i}]")
+                 for i, h in enumerate(loaded.event_handlers)]
+    for group, name, options, key in selected:
+        try:
+            cls = discovery.load_plugin(group, name)
+        except PluginNotFound as exc:
+            # A configuration may be checked where its plugins are not installed (a build host).
+            _log.warning("%s: %s; its options were not checked", key, exc)
+            continue
+        parse_options(cls, options, source=args.config, key=f"{key}.options")
+    _log.info("%s: configuration is valid", args.config)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

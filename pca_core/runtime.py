@@ -1,0 +1,162 @@
+"""The running agent's machinery: plugins, dispatcher and scheduler, started and stopped in order."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pca_core import discovery
+from pca_core.config import Config
+from pca_core.dispatcher import Dispatcher
+from pca_core.errors import AuthenticationError, ConnectionFailed, PcaError
+from pca_core.event_handler import EventHandler
+from pca_core.log_publisher import LogPublisher
+from pca_core.plugin import Plugin, parse_options
+from pca_core.scheduler import Scheduler
+from pca_core.topics import AGENT_SUBSCRIPTIONS
+from pca_core.transport import ConnectionState, Message, Transport
+
+_log = logging.getLogger(__name__)
+
+# The original agent's retry schedule for an unreachable broker, in seconds; then 60 s for ever.
+RETRY_DELAYS = (2, 2, 5, 5, 10, 10, 20, 20, 30, 30, 40, 40, 50, 50, 60)
+
+
+def _instantiate(group: str, name: str, raw_options: dict[str, Any], *, source: str, key: str,
+                 make: Callable[[Any, Any], Plugin]) -> Any:
+    cls = discovery.load_plugin(group, name)
+    options = parse_options(cls, raw_options, source=source, key=key)
+    return make(cls, options)
+
+
+class Runtime:
+    """Loads the configured plugins and runs the agent's threads until :meth:`stop`.
+
+    Args:
+        config: the effective configuration.
+        source: the configuration file, for error messages.
+        on_message: called on the dispatcher thread for every message of the agent's subscriptions;
+            the default logs it.
+    """
+
+    def __init__(self, config: Config, *, source: str = "config",
+                 on_message: Callable[[Message], None] | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.on_message = on_message or self._log_message
+        self.dispatcher = Dispatcher(config.agent.dispatch_queue_size)
+        self.scheduler = Scheduler(workers=config.agent.workers)
+        self.transport: Transport | None = None
+        self.publishers: list[LogPublisher] = []
+        self.handlers: list[EventHandler] = []
+
+    def load(self) -> None:
+        """Loads and configures every selected plugin (none other is imported).
+
+        Raises:
+            PluginError: a plugin is missing, broken or of another API version.
+            ConfigError: a plugin's options are invalid.
+        """
+        cfg = self.config
+        self.transport = _instantiate(
+            discovery.TRANSPORTS, cfg.transport.plugin, cfg.transport.options, source=self.source,
+            key="transport.options", make=lambda cls, options: cls(cfg.transport, options))
+        for i, publisher in enumerate(cfg.publishers):
+            self.publishers.append(_instantiate(
+                discovery.LOG_PUBLISHERS, publisher.plugin, publisher.options, source=self.source,
+                key=f"publishers[{i}].options",
+                make=lambda cls, options, publisher=publisher: cls(publisher, options)))
+        for i, handler in enumerate(cfg.event_handlers):
+            self.handlers.append(_instantiate(
+                discovery.EVENT_HANDLERS, handler.plugin, handler.options, source=self.source,
+                key=f"event_handlers[{i}].options", make=lambda cls, options: cls(options)))
+
+    def start(self, stop: threading.Event) -> bool:
+        """Starts the threads, connects (retrying until ``stop`` is set) and subscribes.
+
+        Returns:
+            False when ``stop`` was set before a connection was made.
+        """
+        if self.transport is None:
+            self.load()
+        assert self.transport is not None
+        self.scheduler.start()
+        self.dispatcher.start()
+        self.transport.add_state_listener(self._log_state)
+        if not self._connect(self.transport, stop):
+            return False
+        for pattern in AGENT_SUBSCRIPTIONS:
+            self.transport.subscribe(pattern, self.dispatcher.wrap(self.on_message))
+            _log.info("subscribed to %r", pattern)
+        return True
+
+    def _connect(self, transport: Transport, stop: threading.Event) -> bool:
+        for delay in itertools.chain(RETRY_DELAYS, itertools.repeat(RETRY_DELAYS[-1])):
+            if stop.is_set():
+                return False
+            try:
+                transport.connect(timeout=self.config.transport.connect_timeout)
+                return True
+            except (ConnectionFailed, AuthenticationError) as exc:
+                _log.error("%s; retrying in %d seconds", exc, delay)
+            if stop.wait(delay):
+                return False
+        return False  # pragma: no cover - the delays never run out
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stops intake, lets in-flight work finish within ``timeout`` seconds, then closes the plugins.
+
+        Returns:
+            True when all in-flight work finished before the deadline.
+        """
+        deadline = time.monotonic() + (self.config.agent.shutdown_timeout if timeout is None else timeout)
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.0)
+
+        finished = self.dispatcher.stop(left())
+        finished = self.scheduler.shutdown(left()) and finished
+        for plugin in (*self.handlers, *self.publishers):
+            try:
+                if isinstance(plugin, LogPublisher):
+                    plugin.flush(left())
+                    plugin.close(left())
+                else:
+                    plugin.close()
+            except (PcaError, OSError) as exc:
+                _log.warning("closing %s: %s", type(plugin).__name__, exc)
+        if self.transport is not None:
+            try:
+                self.transport.close(max(left(), 1.0))
+            except PcaError as exc:
+                _log.warning("closing the transport: %s", exc)
+        if not finished:
+            _log.warning("shutdown deadline passed with work still in flight; it was abandoned")
+        return finished
+
+    def run(self, stop: threading.Event) -> bool:
+        """Starts, waits for ``stop``, and stops; returns what :meth:`stop` returned."""
+        try:
+            if self.start(stop):
+                _log.info("agent running; waiting for a stop signal")
+                stop.wait()
+        finally:
+            _log.info("shutting down")
+            finished = self.stop()
+        _log.info("stopped")
+        return finished
+
+    @staticmethod
+    def _log_message(message: Message) -> None:
+        _log.info("received %s (%d bytes)", message.topic, len(message.payload))
+
+    @staticmethod
+    def _log_state(state: ConnectionState, error: BaseException | None) -> None:
+        if state in (ConnectionState.LOST,):
+            _log.warning("transport connection %s: %s", state.value, error)
+        else:
+            _log.info("transport %s", state.value)

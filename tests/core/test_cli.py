@@ -1,0 +1,183 @@
+"""The ``pca`` command, run as a user runs it: in a subprocess."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pca_core import __version__
+from tests.support.dists import run_pca
+from tests.support.process import PcaProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+PAYLOAD = """
+[payload]
+APPLICATION_ID = "app"
+SERVICE_NAME = "php"
+CLUSTER_ID = "php.domain"
+PORTS = "8080"
+MULTITENANT = false
+TENANT_ID = "-1234"
+"""
+CLIENT_LIBRARIES = ("paho", "proton", "kafka", "fluent", "thrift", "dulwich", "redis", "stevedore",
+                    "pca_mqtt", "pca_amqp", "pca_kafka", "pca_fluentd", "pca_thrift")
+
+
+@pytest.fixture
+def memory_config(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text('[transport]\nplugin = "memory"\n[agent]\nshutdown_timeout = 5\n' + PAYLOAD)
+    return path
+
+
+def test_version():
+    result = run_pca("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"pca {__version__}"
+
+
+def test_help_imports_no_plugin_and_no_client_library():
+    code = ("import sys\nfrom pca_core.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+            f"    pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {CLIENT_LIBRARIES!r}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "run" in result.stdout and "plugins" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_plugins_on_a_fresh_install_lists_memory_and_file():
+    result = run_pca("plugins")
+    assert result.returncode == 0
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["pca.transports", "memory", "pca-core", __version__, "ok"] in rows
+    assert ["pca.log_publishers", "file", "pca-core", __version__, "ok"] in rows
+
+
+def test_run_with_an_uninstalled_transport_prints_the_install_hint(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text('[transport]\nplugin = "amqp"\n' + PAYLOAD)
+    result = run_pca("run", "--config", str(path))
+    assert result.returncode == 1
+    assert "pip install pca-amqp" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_config_check_prints_the_legacy_defaults_with_passwords_masked(tmp_path):
+    home = tmp_path / "pca"
+    shutil.copytree(ROOT / "examples" / "legacy", home)
+    conf = home / "agent.conf"
+    conf.write_text(conf.read_text().replace("mb.password=manager", "mb.password=mb-Pa55")
+                    .replace("thrift.server.admin.password=admin", "thrift.server.admin.password=th-Pa55"))
+    result = run_pca("config", "check", "--config", str(conf))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert 'plugin = "mqtt"' in out and '"localhost:1883"' in out
+    assert 'SERVICE_NAME = "php"' in out
+    assert out.count('password = "***"') == 2
+    assert 'TOKEN = "***"' in out
+    for secret in ("mb-Pa55", "th-Pa55", "c2VjcmV0"):
+        assert secret not in out + result.stderr
+    assert "pip install pca-mqtt" in result.stderr  # not installed here: said, but not an error
+    assert "configuration is valid" in result.stderr
+
+
+def test_config_check_as_json(memory_config):
+    result = run_pca("config", "check", "--config", str(memory_config), "--format", "json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["transport"]["plugin"] == "memory"
+
+
+def test_config_check_of_a_bad_file_names_file_and_key_without_traceback(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text('[agent]\nworkers = "four"\n' + PAYLOAD)
+    result = run_pca("config", "check", "--config", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"pca: error: {path}: agent.workers: expected int, got str"
+
+
+def test_config_check_validates_the_selected_plugins_options(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text('[transport]\nplugin = "memory"\n[transport.options]\nbuss = "x"\n' + PAYLOAD)
+    result = run_pca("config", "check", "--config", str(path))
+    assert result.returncode == 1
+    assert "transport.options.buss: unknown key (known keys: bus)" in result.stderr
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path):
+    result = run_pca("run", "--config", str(tmp_path / "nope.conf"))
+    assert result.returncode == 1
+    assert "cannot be read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_json_log_lines(memory_config):
+    result = run_pca("--log-format", "json", "config", "check", "--config", str(memory_config))
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    assert entries[-1]["level"] == "INFO" and "configuration is valid" in entries[-1]["message"]
+
+
+def test_log_file(memory_config, tmp_path):
+    log = tmp_path / "logs" / "pca.log"
+    result = run_pca("--log-file", str(log), "config", "check", "--config", str(memory_config))
+    assert result.returncode == 0
+    assert "configuration is valid" in log.read_text()
+    assert result.stderr == ""
+
+
+def test_sigterm_stops_the_agent_gracefully_with_exit_0(memory_config):
+    agent = PcaProcess("run", "--config", str(memory_config))
+    try:
+        agent.wait_for("agent running")
+        agent.proc.send_signal(signal.SIGTERM)
+        assert agent.finish() == 0
+    finally:
+        agent.kill()
+    assert "SIGTERM: shutting down gracefully" in agent.output
+    assert "transport closed" in agent.output
+    assert agent.output.rstrip().endswith("stopped")
+
+
+def test_sigint_stops_the_agent_gracefully_too(memory_config):
+    agent = PcaProcess("run", "--config", str(memory_config))
+    try:
+        agent.wait_for("agent running")
+        agent.proc.send_signal(signal.SIGINT)
+        assert agent.finish() == 0
+    finally:
+        agent.kill()
+    assert "Traceback" not in agent.output
+
+
+def test_a_second_signal_exits_at_once(site, tmp_path):
+    dist = site.dist("pca-stuck", {"pca.transports": {"stuck": "stuck_transport:Stuck"}})
+    dist.add_module("stuck_transport", """
+        import threading
+        from pca_core.memory import MemoryTransport
+
+        class Stuck(MemoryTransport):
+            def close(self, timeout=None):
+                print("stuck transport: closing slowly", flush=True)
+                threading.Event().wait(timeout)
+    """)
+    dist.install()
+    path = tmp_path / "agent.toml"
+    path.write_text('[transport]\nplugin = "stuck"\n[agent]\nshutdown_timeout = 60\n' + PAYLOAD)
+    agent = PcaProcess("run", "--config", str(path), env=site.env)
+    try:
+        agent.wait_for("agent running")
+        agent.proc.send_signal(signal.SIGTERM)
+        agent.wait_for("closing slowly")
+        agent.proc.send_signal(signal.SIGINT)
+        assert agent.finish() == 128 + signal.SIGINT
+    finally:
+        agent.kill()
+    assert "SIGINT again: exiting now" in agent.output
+
+
+def test_demo_runs_and_exits_0():
+    result = run_pca("demo")
+    assert result.returncode == 0, result.stderr
+    assert "agent    <- topology/MemberInitializedEvent" in result.stdout
+    assert "agent: stopped cleanly" in result.stdout

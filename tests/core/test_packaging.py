@@ -1,0 +1,51 @@
+"""pca-core builds as an sdist and a wheel, and a fresh environment with only the wheel works."""
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], check=True,
+                   capture_output=True, text=True)
+    return out
+
+
+def test_the_wheel_holds_the_package_its_type_marker_and_entry_points(dists):
+    (wheel,) = dists.glob("pca_core-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    assert "pca_core/py.typed" in names
+    assert "pca_core/config.py" in names
+    assert not any(name.startswith("tests/") for name in names)
+    assert "memory = pca_core.memory:MemoryTransport" in entry_points
+    assert "file = pca_core.file_publisher:FileLogPublisher" in entry_points
+    assert "pca = pca_core.cli:main" in entry_points
+
+
+def test_a_fresh_environment_with_the_wheel_lists_memory_and_file_and_hints_at_amqp(dists, tmp_path):
+    (wheel,) = dists.glob("pca_core-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    subprocess.run([env_dir / "bin" / "python", "-m", "pip", "install", "--quiet",
+                    "--disable-pip-version-check", str(wheel)], check=True, capture_output=True)
+    pca = env_dir / "bin" / "pca"
+    listing = subprocess.run([pca, "plugins"], capture_output=True, text=True, check=True).stdout
+    assert [line.split()[:2] for line in listing.splitlines()] == [["pca.transports", "memory"],
+                                                                   ["pca.log_publishers", "file"]]
+    config = tmp_path / "agent.toml"
+    config.write_text('[transport]\nplugin = "amqp"\n[payload]\nAPPLICATION_ID = "a"\nSERVICE_NAME = "s"\n'
+                      'CLUSTER_ID = "c"\nPORTS = "80"\nMULTITENANT = false\nTENANT_ID = "-1234"\n')
+    result = subprocess.run([pca, "run", "--config", config], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "pip install pca-amqp" in result.stderr
+    assert "Traceback" not in result.stderr

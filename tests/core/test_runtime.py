@@ -1,0 +1,105 @@
+import json
+import threading
+
+import pytest
+
+from pca_core.config import build
+from pca_core.errors import PluginNotFound
+from pca_core.memory import MemoryOptions, MemoryTransport
+from pca_core.runtime import Runtime
+from pca_core.topics import AGENT_SUBSCRIPTIONS
+
+PAYLOAD = {"APPLICATION_ID": "app", "SERVICE_NAME": "php", "CLUSTER_ID": "php.domain", "PORTS": "8080",
+           "MULTITENANT": "false", "TENANT_ID": "-1234"}
+
+
+def make_config(tmp_path, **sections):
+    tree = {"transport": {"plugin": "memory", "options": {"bus": f"runtime-{tmp_path.name}"}},
+            "payload": dict(PAYLOAD), **sections}
+    return build(json.loads(json.dumps(tree)), source="test.toml", environ={})
+
+
+def control_plane(cfg):
+    transport = MemoryTransport(cfg.transport, MemoryOptions(**cfg.transport.options))
+    transport.connect()
+    return transport
+
+
+def test_runtime_receives_the_agent_topics_on_the_dispatcher_thread(tmp_path):
+    cfg = make_config(tmp_path)
+    got = []
+    three = threading.Semaphore(0)
+
+    def on_message(message):
+        got.append((message.topic, threading.current_thread().name))
+        three.release()
+
+    runtime = Runtime(cfg, on_message=on_message)
+    assert runtime.start(threading.Event())
+    peer = control_plane(cfg)
+    for topic in ("topology/MemberActivatedEvent", "instance/status/InstanceStartedEvent",
+                  "instance/notifier/ArtifactUpdatedEvent", "application/signup/ApplicationSignUpAddedEvent"):
+        peer.publish(topic, b"{}")
+    for _ in range(3):
+        assert three.acquire(timeout=5)
+    assert runtime.stop(5)
+    assert [topic for topic, _ in got] == ["topology/MemberActivatedEvent",
+                                           "instance/notifier/ArtifactUpdatedEvent",
+                                           "application/signup/ApplicationSignUpAddedEvent"]
+    assert {thread for _, thread in got} == {"pca-dispatcher"}
+    peer.close()
+
+
+def test_stop_lets_in_flight_work_finish_closes_plugins_and_leaves_no_thread(tmp_path):
+    before = set(threading.enumerate())
+    records = tmp_path / "records.jsonl"
+    cfg = make_config(tmp_path, publishers=[{"plugin": "file", "options": {"path": str(records)}}])
+    in_handler, finished = threading.Event(), threading.Event()
+
+    def slow(message):
+        in_handler.set()
+        finished.wait(0.2)  # in-flight work that takes a moment; it must complete, not be cut off
+        finished.set()
+
+    runtime = Runtime(cfg, on_message=slow)
+    assert runtime.start(threading.Event())
+    ticks = threading.Semaphore(0)
+    runtime.scheduler.every(0.001, ticks.release, name="tick")
+    assert ticks.acquire(timeout=5)
+    peer = control_plane(cfg)
+    peer.publish("topology/X", b"{}")
+    assert in_handler.wait(5)
+    assert runtime.stop(10) is True
+    assert finished.is_set()
+    assert runtime.transport is not None
+    assert runtime.transport.state.value == "closed"
+    left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert left == []
+    peer.close()
+
+
+def test_a_stop_before_the_broker_is_reachable_returns_promptly(tmp_path):
+    cfg = make_config(tmp_path)
+    runtime = Runtime(cfg)
+    stop = threading.Event()
+    stop.set()
+    assert runtime.start(stop) is False
+    assert runtime.stop(5)
+
+
+def test_an_unknown_transport_fails_at_load_with_the_hint(tmp_path):
+    cfg = make_config(tmp_path, transport={"plugin": "kafka"})
+    with pytest.raises(PluginNotFound, match="pip install pca-kafka"):
+        Runtime(cfg).load()
+
+
+def test_only_the_selected_plugins_are_loaded(tmp_path):
+    runtime = Runtime(make_config(tmp_path))
+    runtime.load()
+    assert type(runtime.transport) is MemoryTransport
+    assert runtime.publishers == [] and runtime.handlers == []
+
+
+def test_the_subscriptions_are_the_stratos_roots():
+    assert AGENT_SUBSCRIPTIONS == ("topology/#", "instance/notifier/#", "tenant/#", "domain/mapping/#",
+                                   "application/signup/#")
