@@ -10,19 +10,11 @@ from pathlib import Path
 import pytest
 
 from pca_core import __version__
+from tests.support.configs import PAYLOAD_TOML as PAYLOAD
 from tests.support.dists import run_pca
 from tests.support.process import PcaProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-PAYLOAD = """
-[payload]
-APPLICATION_ID = "app"
-SERVICE_NAME = "php"
-CLUSTER_ID = "php.domain"
-PORTS = "8080"
-MULTITENANT = false
-TENANT_ID = "-1234"
-"""
 CLIENT_LIBRARIES = ("paho", "proton", "kafka", "fluent", "thrift", "dulwich", "redis", "stevedore",
                     "pca_mqtt", "pca_amqp", "pca_kafka", "pca_fluentd", "pca_thrift")
 

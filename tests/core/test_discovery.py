@@ -12,6 +12,7 @@ from pca_core import discovery
 from pca_core.errors import PluginNotFound
 from pca_core.file_publisher import FileLogPublisher
 from pca_core.memory import MemoryTransport
+from tests.support.configs import PAYLOAD_TOML
 from tests.support.dists import run_pca
 
 GOOD_TRANSPORT = """
@@ -48,17 +49,7 @@ def test_unknown_other_name_names_the_group():
 
 def write_config(tmp_path, transport):
     config = tmp_path / "agent.toml"
-    config.write_text(f"""
-[transport]
-plugin = "{transport}"
-[payload]
-APPLICATION_ID = "app"
-SERVICE_NAME = "php"
-CLUSTER_ID = "php.domain"
-PORTS = "8080"
-MULTITENANT = false
-TENANT_ID = "-1234"
-""")
+    config.write_text(f'[transport]\nplugin = "{transport}"\n' + PAYLOAD_TOML)
     return config
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.configs import PAYLOAD_TOML
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,8 +45,7 @@ def test_a_fresh_environment_with_the_wheel_lists_memory_and_file_and_hints_at_a
     assert [line.split()[:2] for line in listing.splitlines()] == [["pca.transports", "memory"],
                                                                    ["pca.log_publishers", "file"]]
     config = tmp_path / "agent.toml"
-    config.write_text('[transport]\nplugin = "amqp"\n[payload]\nAPPLICATION_ID = "a"\nSERVICE_NAME = "s"\n'
-                      'CLUSTER_ID = "c"\nPORTS = "80"\nMULTITENANT = false\nTENANT_ID = "-1234"\n')
+    config.write_text('[transport]\nplugin = "amqp"\n' + PAYLOAD_TOML)
     result = subprocess.run([pca, "run", "--config", config], capture_output=True, text=True)
     assert result.returncode == 1
     assert "pip install pca-amqp" in result.stderr

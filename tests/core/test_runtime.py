@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -8,9 +10,7 @@ from pca_core.errors import PluginNotFound
 from pca_core.memory import MemoryOptions, MemoryTransport
 from pca_core.runtime import Runtime
 from pca_core.topics import AGENT_SUBSCRIPTIONS
-
-PAYLOAD = {"APPLICATION_ID": "app", "SERVICE_NAME": "php", "CLUSTER_ID": "php.domain", "PORTS": "8080",
-           "MULTITENANT": "false", "TENANT_ID": "-1234"}
+from tests.support.configs import PAYLOAD
 
 
 def make_config(tmp_path, **sections):
@@ -103,3 +103,17 @@ def test_only_the_selected_plugins_are_loaded(tmp_path):
 def test_the_subscriptions_are_the_stratos_roots():
     assert AGENT_SUBSCRIPTIONS == ("topology/#", "instance/notifier/#", "tenant/#", "domain/mapping/#",
                                    "application/signup/#")
+
+
+def test_the_library_never_configures_logging():
+    code = "\n".join([
+        "import logging, threading",
+        "from pca_core.demo import demo_config",
+        "from pca_core.runtime import Runtime",
+        "runtime = Runtime(demo_config())",
+        "runtime.start(threading.Event())",
+        "runtime.stop(5)",
+        "print(logging.getLogger().handlers, logging.getLogger().level == logging.WARNING)",
+    ])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["[]", "True"]
