@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--format", default="toml", choices=("toml", "json"),
                        help="how to print the effective configuration (default toml)")
     commands.add_parser("demo", help="run the agent and a simulated control plane in one process")
+    events = commands.add_parser("events", help="Stratos event tools")
+    events_commands = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
+    events_check = events_commands.add_parser(
+        "check", help="decode a captured message as the agent would and print it as JSON")
+    events_check.add_argument("topic", help="the message's topic, e.g. topology/MemberActivatedEvent")
+    events_check.add_argument("file", help="the message body (a file of bytes; - for standard input)")
     return parser
 
 
@@ -69,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins(args)
         if args.command == "config":
             return _config_check(args)
+        if args.command == "events":
+            return _events_check(args)
         from pca_core.demo import demo
 
         return demo()
@@ -126,6 +134,25 @@ def _plugins(args: argparse.Namespace) -> int:
     for row in rows:
         status = "ok" if row.error is None else f"error: {row.error}"
         print(f"{row.group:<20} {row.name:<10} {row.distribution} {row.version}  {status}")
+    return 0
+
+
+def _events_check(args: argparse.Namespace) -> int:
+    from pca_core import events
+    from pca_core.secret import mask_data
+
+    try:
+        payload = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
+    except OSError as exc:
+        print(f"pca: error: {args.file}: cannot be read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        event = events.decode(args.topic, payload)
+    except events.EventDecodeError as exc:
+        where = f" at {exc.where}" if exc.where else ""
+        print(f"pca: {args.file} does not fit {args.topic}{where}: {exc.why}", file=sys.stderr)
+        return 1
+    print(json.dumps({type(event).__name__: mask_data(json.loads(events.encode(event)))}, indent=2))
     return 0
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 
 from pca_core.errors import ConfigError
-from pca_core.payload import Identity, identity_from_params, is_secret_key, parse_launch_params
-from pca_core.secret import MASK, Secret, mask_credentials
+from pca_core.payload import Identity, identity_from_params, parse_launch_params
+from pca_core.secret import MASK, Secret, mask_data
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -335,18 +335,6 @@ def load(path: str | Path, payload_path: str | Path | None = None,
     return build(tree, source=str(path), environ=environ, payload_source=payload_source), []
 
 
-def _masked(key: str, value: Any) -> Any:
-    if isinstance(value, Secret) or (isinstance(value, str) and is_secret_key(key) and value):
-        return MASK
-    if isinstance(value, str):
-        return mask_credentials(value)
-    if isinstance(value, dict):
-        return {k: _masked(k, v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(key, v) for v in value]
-    return value
-
-
 def to_data(config: Config) -> dict[str, Any]:
     """The configuration as plain data, secrets masked, unset values and empty tables left out."""
 
@@ -356,7 +344,7 @@ def to_data(config: Config) -> dict[str, Any]:
         raise NotImplementedError
 
     data = msgspec.to_builtins(config, enc_hook=enc)
-    return _drop_none(_masked("", data))
+    return _drop_none(mask_data(data))
 
 
 def _drop_none(value: Any) -> Any:

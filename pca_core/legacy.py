@@ -35,7 +35,8 @@ AGENT_KEYS = frozenset({
 # Payload parameters the agent reads (§2.3); an agent.conf may hold them too, as the original allowed.
 PAYLOAD_KEYS = (*MANDATORY_KEYS, "CLUSTER_INSTANCE_ID", "MEMBER_ID", "INSTANCE_ID", "NETWORK_PARTITION_ID",
                 "PARTITION_ID", "APPLICATION_PATH", "REPO_URL", "CARTRIDGE_KEY", "COMMIT_ENABLED",
-                "LB_CLUSTER_ID", "LVS_VIRTUAL_IP", "PERSISTENCE_MAPPING", "CARTRIDGE_ALIAS", "TOKEN")
+                "LB_CLUSTER_ID", "LVS_VIRTUAL_IP", "PERSISTENCE_MAPPING", "CARTRIDGE_ALIAS", "TOKEN",
+                "GROUP_ID", "GROUP_NAME")
 
 def _urls(params: Params, key: str, *, mandatory: bool = False) -> list[str]:
     value = params.text(key, mandatory=mandatory)

@@ -9,9 +9,6 @@ from dataclasses import dataclass
 from pca_core.errors import ConfigError
 from pca_core.secret import Secret, mask_credentials
 
-# Keys whose values are secrets; a Docker payload carries the whole environment, so match by name.
-_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|(^|_)KEY$", re.IGNORECASE)
-
 _PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9]*([_-][A-Z0-9]+)+$")
 
 MANDATORY_KEYS = ("APPLICATION_ID", "SERVICE_NAME", "CLUSTER_ID", "PORTS", "MULTITENANT", "TENANT_ID")
@@ -46,11 +43,6 @@ def parse_launch_params(text: str) -> dict[str, str]:
     return params
 
 
-def is_secret_key(key: str) -> bool:
-    """Tells whether a payload or option key names a secret (password, token, key ...)."""
-    return bool(_SECRET_KEY.search(key))
-
-
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who this instance is in the Stratos topology, and what its payload asks of the agent."""
@@ -75,6 +67,7 @@ class Identity:
     persistence_mapping: str | None = None
     cartridge_alias: str | None = None
     token: Secret | None = None
+    group_id: str | None = None
 
 
 class Params:
@@ -182,6 +175,7 @@ def read_identity(params: Params) -> Identity:
         persistence_mapping=text("PERSISTENCE_MAPPING"),
         cartridge_alias=text("CARTRIDGE_ALIAS"),
         token=params.secret("TOKEN"),
+        group_id=text("GROUP_ID") or text("GROUP_NAME"),
     )
     if identity.repo_url and identity.cartridge_key is None:
         raise ConfigError(params.source("CARTRIDGE_KEY"), "CARTRIDGE_KEY",

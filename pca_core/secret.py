@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 MASK = "***"
 
 # scheme://user:password@host — the password part is replaced, the rest kept for diagnosis.
+# Keys whose values are secrets; a Docker payload carries the whole environment, so match by name.
+_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|(^|_)KEY$", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s/]*@")
 
 
@@ -42,3 +45,25 @@ class Secret:
 def mask_credentials(text: str) -> str:
     """Returns ``text`` with the password of every ``scheme://user:password@`` URL replaced by ``***``."""
     return _URL_CREDENTIALS.sub(lambda m: f"{m['head']}:{MASK}@", text)
+
+
+def is_secret_key(key: str) -> bool:
+    """Tells whether a key names a secret (``password``, ``repoPassword``, ``TOKEN``, ``CARTRIDGE_KEY``)."""
+    return bool(_SECRET_KEY.search(key))
+
+
+def mask_data(value: Any, key: str = "") -> Any:
+    """A copy of plain data (dicts, lists, strings) with every secret masked.
+
+    Masked: :class:`Secret` values, non-empty strings under a key that names a secret, and the password
+    of any credentialed URL.
+    """
+    if isinstance(value, Secret) or (isinstance(value, str) and value and is_secret_key(key)):
+        return MASK
+    if isinstance(value, str):
+        return mask_credentials(value)
+    if isinstance(value, dict):
+        return {k: mask_data(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_data(v, key) for v in value]
+    return value

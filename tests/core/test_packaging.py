@@ -28,6 +28,8 @@ def test_the_wheel_holds_the_package_its_type_marker_and_entry_points(dists):
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "pca_core/py.typed" in names
     assert "pca_core/config.py" in names
+    assert "pca_core/data/stratos-events.json" in names
+    assert "pca_core/events/_generated.py" in names
     assert not any(name.startswith("tests/") for name in names)
     assert "memory = pca_core.memory:MemoryTransport" in entry_points
     assert "file = pca_core.file_publisher:FileLogPublisher" in entry_points
