@@ -1,0 +1,270 @@
+"""The tenant model: every tenant by id and by domain, kept from the ``tenant/#`` events.
+
+The model follows Stratos' ``TenantManager`` (``stratos/processors.md`` §8) with these differences:
+
+- **Every complete event is reconciled** (DESIGN §7). Java applies only the first ``CompleteTenantEvent``
+  and ignores the rest, so one lost event stays lost. Here each one is decoded and the model is made
+  equal to it; the differences are reported with the same changes the incremental events produce:
+  removals first, then additions and domain changes in the snapshot's order. A complete event whose
+  bytes equal those the model still reflects (the last complete event applied, with no incremental
+  change since) is skipped without decoding, by a BLAKE2b digest: reconciling it would change nothing.
+- **Before the first complete event, incremental events are dropped** (debug log), as Java's INIT gate
+  does: the snapshot asked for at startup is what the model starts from.
+- **Domains are re-keyed** (processors.md §13 #15): ``TenantUpdatedEvent`` moves the tenant to its new
+  domain, and a ``TenantCreatedEvent`` for a known id with another domain is an update, so no stale
+  domain key is left behind. A created or updated tenant that already has that domain changes nothing.
+- **Unknown ids are no-ops** with a debug log: removing or updating a tenant that is not there.
+- **Incomplete records are skipped** with a warning: a tenant needs an id and a domain. Java would store
+  a null domain (or throw on a null ``tenants`` list; such a complete event changes nothing here either).
+
+As in Java, the super tenant (-1234, ``carbon.super``) is present from the start, and a complete event
+that does not list it keeps it: Stratos' manager is created with it and never loses it to a snapshot.
+
+Events are applied by one thread (the dispatcher); observers are called on it after the model is
+updated. Readers on other threads take the model's lock, so they never see half an update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from pca_core import events
+from pca_core.observe import Observable
+
+_log = logging.getLogger(__name__)
+
+SUPER_TENANT_ID = -1234
+"""The super tenant's id (WSO2 ``MultitenantConstants.SUPER_TENANT_ID``)."""
+SUPER_TENANT_DOMAIN = "carbon.super"
+"""The super tenant's domain (WSO2 ``MultitenantConstants.SUPER_TENANT_DOMAIN_NAME``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A tenant of the Stratos control plane.
+
+    Attributes:
+        tenant_id: the tenant's id (-1234 for the super tenant).
+        domain: the tenant's domain, e.g. ``acme.example.com``.
+    """
+
+    tenant_id: int
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantAdded:
+    """A tenant appeared."""
+
+    tenant_id: int
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantUpdated:
+    """A tenant's domain changed."""
+
+    tenant_id: int
+    old_domain: str
+    new_domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRemoved:
+    """A tenant went away; ``domain`` is the one it had."""
+
+    tenant_id: int
+    domain: str
+
+
+TenantChange = TenantAdded | TenantUpdated | TenantRemoved
+"""What a :class:`TenantModel` reports to its observers."""
+
+
+def _digest(payload: bytes | str) -> bytes:
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class TenantModel(Observable[TenantChange]):
+    """Tenants by id and by domain, from ``CompleteTenantEvent`` and the created/updated/removed events.
+
+    Every update returns the list of changes it made (empty when nothing changed) and tells the observers
+    the same changes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.RLock()
+        self._by_id: dict[int, Tenant] = {SUPER_TENANT_ID: Tenant(SUPER_TENANT_ID, SUPER_TENANT_DOMAIN)}
+        # Domain -> id. Domains are unique in Stratos; should two tenants share one anyway, the key
+        # follows the last one written and is removed only by the tenant it points to.
+        self._by_domain: dict[str, int] = {SUPER_TENANT_DOMAIN: SUPER_TENANT_ID}
+        self._initialized = False
+        # The digest of the complete payload the model still reflects, or None once the model moved on
+        # (an incremental change, or a complete event applied without its bytes).
+        self._complete_digest: bytes | None = None
+
+    @property
+    def initialized(self) -> bool:
+        """Whether a complete event was applied (incremental events are dropped until then)."""
+        with self._lock:
+            return self._initialized
+
+    @property
+    def tenants(self) -> Mapping[int, Tenant]:
+        """Every tenant by id: a read-only snapshot, safe to iterate while events are applied."""
+        with self._lock:
+            return MappingProxyType(dict(self._by_id))
+
+    def tenant(self, tenant_id: int) -> Tenant | None:
+        """The tenant with this id, or None."""
+        with self._lock:
+            return self._by_id.get(tenant_id)
+
+    def tenant_by_domain(self, domain: str) -> Tenant | None:
+        """The tenant with this domain, or None."""
+        with self._lock:
+            tenant_id = self._by_domain.get(domain)
+            return None if tenant_id is None else self._by_id.get(tenant_id)
+
+    def handle(self, topic: str, payload: bytes | str) -> list[TenantChange]:
+        """Decodes a message of the ``tenant/#`` tree and applies it.
+
+        A complete event whose bytes are those the model still reflects is skipped without decoding.
+        Events of other trees are ignored without being decoded.
+
+        Returns:
+            The changes made, in order; empty when nothing changed.
+
+        Raises:
+            events.EventDecodeError: the topic names no Stratos event, or the payload does not decode as
+                that event. The model is unchanged.
+        """
+        cls = events.event_class(topic)
+        if cls not in _HANDLED:
+            _log.debug("not a tenant event, ignored: %s", topic)
+            return []
+        with self._lock:
+            digest = None
+            if cls is events.CompleteTenantEvent:
+                digest = _digest(payload)
+                if digest == self._complete_digest:
+                    _log.debug("complete tenant event the model already reflects, skipped")
+                    return []
+            changes = self._apply(events.decode(topic, payload), digest)
+        self._emit(changes)
+        return changes
+
+    def apply(self, event: events.Event) -> list[TenantChange]:
+        """Applies a decoded event; events of other trees are ignored.
+
+        Returns:
+            The changes made, in order; empty when nothing changed.
+        """
+        with self._lock:
+            changes = self._apply(event, None)
+        self._emit(changes)
+        return changes
+
+    # -- applying, with the lock held --------------------------------------------------------------
+
+    def _apply(self, event: events.Event, digest: bytes | None) -> list[TenantChange]:
+        if isinstance(event, events.CompleteTenantEvent):
+            return self._apply_complete(event, digest)
+        changes = self._apply_incremental(event)
+        if changes:
+            self._complete_digest = None  # the model no longer is that snapshot
+        return changes
+
+    def _apply_incremental(self, event: events.Event) -> list[TenantChange]:
+        if not isinstance(event, _HANDLED):
+            _log.debug("not a tenant event, ignored: %s", type(event).__name__)
+            return []
+        if not self._initialized:
+            # Java's INIT gate: the model starts from the snapshot requested at startup.
+            _log.debug("no complete tenant event yet, %s dropped", type(event).__name__)
+            return []
+        if isinstance(event, events.TenantCreatedEvent):
+            tenant = _tenant(event.tenant)
+            if tenant is None:
+                _log.warning("TenantCreatedEvent without a tenant id and domain, ignored: %r", event)
+                return []
+            return self._put(tenant)
+        if isinstance(event, events.TenantUpdatedEvent):
+            if event.tenant_id is None or event.tenant_domain is None:
+                _log.warning("TenantUpdatedEvent without a tenant id and domain, ignored: %r", event)
+                return []
+            if event.tenant_id not in self._by_id:
+                _log.debug("TenantUpdatedEvent for unknown tenant %s, ignored", event.tenant_id)
+                return []
+            return self._put(Tenant(event.tenant_id, event.tenant_domain))
+        assert isinstance(event, events.TenantRemovedEvent)
+        if event.tenant_id is None or event.tenant_id not in self._by_id:
+            _log.debug("TenantRemovedEvent for unknown tenant %s, ignored", event.tenant_id)
+            return []
+        return [self._remove(event.tenant_id)]
+
+    def _apply_complete(self, event: events.CompleteTenantEvent, digest: bytes | None) -> list[TenantChange]:
+        if event.tenants is None:
+            # Java throws here and stays uninitialized; a snapshot without a list says nothing.
+            _log.warning("CompleteTenantEvent without a tenant list, ignored")
+            return []
+        # The super tenant is part of every snapshot, as the Java manager never loses it.
+        wanted = {SUPER_TENANT_ID: Tenant(SUPER_TENANT_ID, SUPER_TENANT_DOMAIN)}
+        for record in event.tenants:
+            tenant = _tenant(record)
+            if tenant is None:
+                _log.warning("tenant without an id and domain in CompleteTenantEvent, skipped: %r", record)
+                continue
+            wanted[tenant.tenant_id] = tenant  # a repeated id: the last one wins, as in Java
+        changes: list[TenantChange] = [
+            self._remove(tenant_id) for tenant_id in list(self._by_id) if tenant_id not in wanted
+        ]
+        for tenant in wanted.values():
+            changes.extend(self._put(tenant))
+        if not self._initialized:
+            self._initialized = True
+            _log.info("tenants initialized: %d tenants", len(self._by_id))
+        # Without the payload's digest (apply() of a decoded event) no later payload may be skipped.
+        self._complete_digest = digest
+        return changes
+
+    def _put(self, tenant: Tenant) -> list[TenantChange]:
+        old = self._by_id.get(tenant.tenant_id)
+        if old == tenant:
+            return []
+        self._by_id[tenant.tenant_id] = tenant
+        self._by_domain[tenant.domain] = tenant.tenant_id
+        if old is None:
+            _log.debug("tenant added: %s %s", tenant.tenant_id, tenant.domain)
+            return [TenantAdded(tenant.tenant_id, tenant.domain)]
+        self._drop_domain(old)
+        _log.debug("tenant updated: %s %s -> %s", tenant.tenant_id, old.domain, tenant.domain)
+        return [TenantUpdated(tenant.tenant_id, old.domain, tenant.domain)]
+
+    def _remove(self, tenant_id: int) -> TenantRemoved:
+        tenant = self._by_id.pop(tenant_id)
+        self._drop_domain(tenant)
+        _log.debug("tenant removed: %s %s", tenant_id, tenant.domain)
+        return TenantRemoved(tenant_id, tenant.domain)
+
+    def _drop_domain(self, tenant: Tenant) -> None:
+        # Only the tenant the key points to may remove it (see the note on _by_domain).
+        if self._by_domain.get(tenant.domain) == tenant.tenant_id:
+            del self._by_domain[tenant.domain]
+
+
+_HANDLED = (events.CompleteTenantEvent, events.TenantCreatedEvent, events.TenantUpdatedEvent,
+            events.TenantRemovedEvent)
+
+
+def _tenant(record: events.Tenant | None) -> Tenant | None:
+    if record is None or record.tenant_id is None or record.tenant_domain is None:
+        return None
+    return Tenant(record.tenant_id, record.tenant_domain)
