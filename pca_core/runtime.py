@@ -17,6 +17,7 @@ from pca_core.event_handler import EventHandler
 from pca_core.log_publisher import LogPublisher
 from pca_core.plugin import Plugin, parse_options
 from pca_core.scheduler import Scheduler
+from pca_core.state import AgentState
 from pca_core.topics import AGENT_SUBSCRIPTIONS
 from pca_core.transport import ConnectionState, Message, Transport
 
@@ -40,14 +41,18 @@ class Runtime:
         config: the effective configuration.
         source: the configuration file, for error messages.
         on_message: called on the dispatcher thread for every message of the agent's subscriptions;
-            the default logs it.
+            the default applies it to :attr:`state`.
+
+    Attributes:
+        state: the agent's models (topology, tenants, signups, domain mappings).
     """
 
     def __init__(self, config: Config, *, source: str = "config",
                  on_message: Callable[[Message], None] | None = None) -> None:
         self.config = config
         self.source = source
-        self.on_message = on_message or self._log_message
+        self.state = AgentState()
+        self.on_message = on_message or self._apply
         self.dispatcher = Dispatcher(config.agent.dispatch_queue_size)
         self.scheduler = Scheduler(workers=config.agent.workers)
         self.transport: Transport | None = None
@@ -150,9 +155,9 @@ class Runtime:
         _log.info("stopped")
         return finished
 
-    @staticmethod
-    def _log_message(message: Message) -> None:
-        _log.info("received %s (%d bytes)", message.topic, len(message.payload))
+    def _apply(self, message: Message) -> None:
+        _log.debug("received %s (%d bytes)", message.topic, len(message.payload))
+        self.state.handle(message)
 
     @staticmethod
     def _log_state(state: ConnectionState, error: BaseException | None) -> None:

@@ -172,4 +172,6 @@ def test_demo_runs_and_exits_0():
     result = run_pca("demo")
     assert result.returncode == 0, result.stderr
     assert "agent    <- topology/MemberInitializedEvent" in result.stdout
+    assert "(malformed: logged and skipped)" in result.stdout
+    assert "member php.member-1 is Initialized" in result.stdout
     assert "agent: stopped cleanly" in result.stdout

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from pca_core import events
 from pca_core.config import build
 from pca_core.errors import PluginNotFound
 from pca_core.memory import MemoryOptions, MemoryTransport
@@ -47,6 +48,34 @@ def test_runtime_receives_the_agent_topics_on_the_dispatcher_thread(tmp_path):
                                            "instance/notifier/ArtifactUpdatedEvent",
                                            "application/signup/ApplicationSignUpAddedEvent"]
     assert {thread for _, thread in got} == {"pca-dispatcher"}
+    peer.close()
+
+
+def test_the_runtime_keeps_the_models_current_and_skips_a_malformed_event(tmp_path, caplog):
+    cfg = make_config(tmp_path)
+    runtime = Runtime(cfg)
+    active = threading.Event()
+    runtime.state.topology.observe(
+        lambda change: active.set() if getattr(change, "new", None) == "Active" else None)
+    assert runtime.start(threading.Event())
+    peer = control_plane(cfg)
+    ids = {"service_name": "php", "cluster_id": "php.domain", "member_id": "m-1"}
+    member = events.Member(**ids, member_state_manager=events.MemberStatusStateManager(
+        state_stack=["Created", "Initialized", "Starting"]))
+    topology = events.Topology(service_map={"php": events.Service(
+        service_name="php", cluster_id_cluster_map={"php.domain": events.Cluster(
+            service_name="php", cluster_id="php.domain", member_map={"m-1": member})})})
+    complete = events.CompleteTopologyEvent(topology=topology)
+    peer.publish(complete.TOPIC, events.encode(complete))
+    peer.publish("topology/MemberActivatedEvent", b'{"memberId": ["not", "a", "string"]}')
+    peer.publish("topology/MemberActivatedEvent", events.encode(events.MemberActivatedEvent(
+        **ids, default_private_ip="10.0.0.9", port_map={"80": events.Port(value=80, proxy=80)})))
+    assert active.wait(5)
+    assert runtime.stop(5)
+    assert runtime.state.topology.member_status("m-1") == "Active"
+    malformed = [r for r in caplog.records if "malformed event skipped" in r.getMessage()]
+    assert len(malformed) == 1
+    assert "topology/MemberActivatedEvent" in malformed[0].getMessage()
     peer.close()
 
 
