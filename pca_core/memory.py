@@ -13,7 +13,7 @@ import threading
 import weakref
 from typing import Any
 
-from pca_core.errors import TransportError
+from pca_core.errors import ConnectionFailed, TransportError
 from pca_core.plugin import PluginOptions
 from pca_core.topics import topic_matches, validate_pattern, validate_topic
 from pca_core.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
@@ -35,6 +35,8 @@ class _Bus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscriptions: list[tuple[object, Subscription]] = []
+        self.members: weakref.WeakSet[MemoryTransport] = weakref.WeakSet()
+        self.available = True
 
     def add(self, owner: object, subscription: Subscription) -> None:
         with self._lock:
@@ -43,6 +45,7 @@ class _Bus:
     def remove_owner(self, owner: object) -> None:
         with self._lock:
             self._subscriptions = [(o, s) for o, s in self._subscriptions if o is not owner]
+        self.members.discard(owner)  # type: ignore[arg-type]
 
     def deliver(self, message: Message) -> None:
         with self._lock:
@@ -58,6 +61,23 @@ class _Bus:
 
 _buses: weakref.WeakValueDictionary[str, _Bus] = weakref.WeakValueDictionary()
 _buses_lock = threading.Lock()
+
+
+def set_available(bus: str, available: bool) -> None:
+    """Takes the in-process broker ``bus`` down or brings it back: a broker outage, for tests and demos.
+
+    While it is down, publishing raises :class:`ConnectionFailed` and nothing is delivered; every
+    connected transport on it reports ``LOST``, then ``RECONNECTED`` (its subscriptions intact) when it
+    comes back.
+    """
+    target = _bus(bus)
+    if target.available == available:
+        return
+    target.available = available
+    state = ConnectionState.RECONNECTED if available else ConnectionState.LOST
+    error = None if available else ConnectionFailed("memory", f"memory bus {bus!r} is down")
+    for transport in list(target.members):
+        transport._set_state(state, error)
 
 
 def _bus(name: str) -> _Bus:
@@ -88,9 +108,13 @@ class MemoryTransport(Transport):
                 raise TransportError("memory", "memory transport: connect after close")
             if self._bus is not None:
                 return
-            self._bus = _bus(self.options.bus)
+            bus = _bus(self.options.bus)
+            if not bus.available:
+                raise ConnectionFailed("memory", f"memory bus {self.options.bus!r} is down")
+            self._bus = bus
             for subscription in self._subscriptions:
-                self._bus.add(self, subscription)
+                bus.add(self, subscription)
+            bus.members.add(self)
         self._set_state(ConnectionState.CONNECTED)
 
     def publish(self, topic: str, payload: bytes, *, qos: QoS = QoS.AT_LEAST_ONCE,
@@ -102,6 +126,8 @@ class MemoryTransport(Transport):
         bus = self._bus
         if bus is None:
             raise TransportError("memory", "memory transport: publish while not connected")
+        if not bus.available:
+            raise ConnectionFailed("memory", f"memory bus {self.options.bus!r} is down")
         bus.deliver(Message(topic, payload))
 
     def subscribe(self, pattern: str, handler: Handler, *, qos: QoS = QoS.AT_LEAST_ONCE) -> Subscription:

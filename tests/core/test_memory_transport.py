@@ -2,8 +2,9 @@ import threading
 
 import pytest
 
+from pca_core import memory
 from pca_core.config import TransportConfig
-from pca_core.errors import TransportError
+from pca_core.errors import ConnectionFailed, TransportError
 from pca_core.memory import MemoryOptions, MemoryTransport
 from pca_core.transport import ConnectionState, Message
 
@@ -131,3 +132,23 @@ def test_concurrent_publishers_lose_nothing(pair):
         t.join()
     assert len(got) == 16 * 500
     assert len(set(got)) == 16 * 500
+
+
+def test_an_outage_fails_publishes_reports_the_state_and_keeps_subscriptions():
+    a, b = make("outage"), make("outage")
+    a.connect()
+    b.connect()
+    got, states = [], []
+    b.subscribe("#", got.append)
+    b.add_state_listener(lambda state, error: states.append((state, type(error).__name__)))
+    memory.set_available("outage", False)
+    with pytest.raises(ConnectionFailed):
+        a.publish("x", b"while down")
+    with pytest.raises(ConnectionFailed):
+        make("outage").connect()
+    memory.set_available("outage", True)
+    a.publish("x", b"after")
+    assert [m.payload for m in got] == [b"after"]
+    assert states == [(ConnectionState.LOST, "ConnectionFailed"), (ConnectionState.RECONNECTED, "NoneType")]
+    a.close()
+    b.close()
