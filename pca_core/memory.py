@@ -61,6 +61,7 @@ class _Bus:
 
 _buses: weakref.WeakValueDictionary[str, _Bus] = weakref.WeakValueDictionary()
 _buses_lock = threading.Lock()
+_down: dict[str, _Bus] = {}  # a bus that is down stays down even while no transport holds it
 
 
 def set_available(bus: str, available: bool) -> None:
@@ -74,6 +75,10 @@ def set_available(bus: str, available: bool) -> None:
     if target.available == available:
         return
     target.available = available
+    if available:
+        _down.pop(bus, None)
+    else:
+        _down[bus] = target
     state = ConnectionState.RECONNECTED if available else ConnectionState.LOST
     error = None if available else ConnectionFailed("memory", f"memory bus {bus!r} is down")
     for transport in list(target.members):
