@@ -10,7 +10,8 @@ MASK = "***"
 # scheme://user:password@host — the password part is replaced, the rest kept for diagnosis.
 # Keys whose values are secrets; a Docker payload carries the whole environment, so match by name.
 _SECRET_KEY = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|(^|_)KEY$", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s/]*@")
+# The lookbehind starts a match only where a scheme can start, which keeps long words linear.
+_URL_CREDENTIALS = re.compile(r"(?<![A-Za-z0-9+.-])(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s/]*@")
 
 
 class Secret:
@@ -44,6 +45,8 @@ class Secret:
 
 def mask_credentials(text: str) -> str:
     """Returns ``text`` with the password of every ``scheme://user:password@`` URL replaced by ``***``."""
+    if "://" not in text:
+        return text
     return _URL_CREDENTIALS.sub(lambda m: f"{m['head']}:{MASK}@", text)
 
 

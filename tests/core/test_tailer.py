@@ -468,22 +468,6 @@ def test_an_error_is_logged_once_per_file_and_kind(tmp_path: Path, sink: Sink,
     ]
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
-def test_a_permission_error_is_logged_once_and_the_file_read_when_it_recovers(
-    log: Path, sink: Sink, caplog: pytest.LogCaptureFixture
-) -> None:
-    append(log, "x\n")
-    log.chmod(0)
-    with caplog.at_level(logging.WARNING, logger="pca_core.tailer"):
-        tailer = LogTailer([str(log)], sink, start_at_end=False)
-        for _ in range(3):
-            tailer.poll()
-    assert len([r for r in caplog.records if "Permission denied" in r.getMessage()]) == 1
-    log.chmod(0o600)
-    tailer.poll()
-    assert sink.lines() == ["x"]
-
-
 def test_lines_the_sink_refused_are_emitted_on_a_later_poll(log: Path) -> None:
     sink = FailingSink()
     tailer = LogTailer([str(log)], sink)
