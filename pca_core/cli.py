@@ -48,6 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--format", default="toml", choices=("toml", "json"),
                        help="how to print the effective configuration (default toml)")
     commands.add_parser("demo", help="run the agent and a simulated control plane in one process")
+    simulate = commands.add_parser("simulate",
+                                   help="play the Stratos control plane for the configured member")
+    config_args(simulate)
+    simulate.add_argument("--repo-url", help="send an ArtifactUpdatedEvent for this repository")
+    simulate.add_argument("--cleanup-after-activation", action="store_true",
+                          help="send InstanceCleanupMemberEvent once the member is active")
+
+    def agent_args(sub: argparse.ArgumentParser) -> None:
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--config", help="the agent's configuration (to find its state directory)")
+        where.add_argument("--state-dir", help="the agent's state directory (default /var/lib/pca)")
+
+    agent_args(commands.add_parser("status", help="the running agent's lifecycle and connection state"))
+    maintenance = commands.add_parser("maintenance", help="take the member out of service or back")
+    maintenance.add_argument("mode", choices=("on", "off"))
+    maintenance.add_argument("--stop", action="store_true",
+                             help="with on: shut the agent down gracefully once the event is out")
+    agent_args(maintenance)
+    agent_args(commands.add_parser("sync", help="sync the artifacts now"))
     events = commands.add_parser("events", help="Stratos event tools")
     events_commands = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
     events_check = events_commands.add_parser(
@@ -77,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(args)
         if args.command == "events":
             return _events_check(args)
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.command in ("status", "maintenance", "sync"):
+            return _control(args)
         from pca_core.demo import demo
 
         return demo()
@@ -97,26 +120,90 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - returns pca_core.config.C
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pca_core.agent import Agent
     from pca_core.runtime import Runtime
 
     runtime = Runtime(_load(args), source=args.config)
     runtime.load()
     stop = threading.Event()
     install_signal_handlers(stop)
-    runtime.run(stop)
+    agent = Agent(runtime, stop)
+    try:
+        if agent.start():
+            _log.info("agent running; waiting for a stop signal")
+            wait_for_stop(stop)
+    finally:
+        _log.info("Shutting down Stratos cartridge agent...")
+        runtime.stop()
+    _log.info("stopped")
     return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pca_core import discovery
+    from pca_core.plugin import parse_options
+    from pca_core.simulator import Simulator
+
+    config = _load(args)
+    cls = discovery.load_plugin(discovery.TRANSPORTS, config.transport.plugin)
+    transport = cls(config.transport, parse_options(cls, config.transport.options, source=args.config,
+                                                    key="transport.options"))
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    transport.connect(timeout=config.transport.connect_timeout)
+    simulator = Simulator(transport, config.identity, repo_url=args.repo_url,
+                          cleanup_after_activation=args.cleanup_after_activation,
+                          say=lambda text: print(text, flush=True), finished=stop)
+    simulator.start()
+    print(f"simulating the control plane for member {config.identity.member_id}; Ctrl-C to stop", flush=True)
+    try:
+        wait_for_stop(stop)  # a signal, or the member reported ready to shut down
+    finally:
+        simulator.close()
+        transport.close(5.0)
+    return 0
+
+
+def _control(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pca_core import control
+
+    state_dir = args.state_dir or (_load(args).agent.state_dir if args.config else "/var/lib/pca")
+    arguments = {"mode": args.mode, "stop": args.stop} if args.command == "maintenance" else {}
+    reply = control.call(Path(state_dir) / "control.sock", args.command, **arguments)
+    if args.command == "status":
+        for key, value in reply.items():
+            print(f"{key:<18} {value}")
+    else:
+        print(json.dumps(reply))
+    return 0
+
+
+def wait_for_stop(stop: threading.Event) -> None:
+    """Waits on the main thread until ``stop`` is set.
+
+    In slices: a signal the kernel delivers to another thread only flags the main thread, which runs
+    the handler when it next wakes; an unbounded wait could sleep through it.
+    """
+    while not stop.wait(0.5):
+        pass
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
     """SIGTERM and SIGINT set ``stop``; a second one ends the process at once."""
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if stop.is_set():
+        if received:
             _log.warning("%s again: exiting now", name)
             os._exit(128 + signum)
+        received.append(signum)
         _log.info("%s: shutting down gracefully (send it again to exit at once)", name)
-        stop.set()
+        # Not stop.set() here: the handler runs on the main thread, which may be inside stop.wait()
+        # holding the event's lock; setting it from a short-lived thread cannot deadlock.
+        threading.Thread(target=stop.set, name="pca-signal").start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

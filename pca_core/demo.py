@@ -1,58 +1,46 @@
 """``pca demo``: the agent and a simulated control plane in one process, over the ``memory`` transport.
 
-Until the agent lifecycle lands, the demo shows what the core does today: it loads its plugins by name,
-connects, subscribes to the Stratos topics, keeps its topology and tenant models current from what the
-control plane sends (printing each change as the models announce it), skips a malformed message, and
-shuts down cleanly within its deadline.
+The demo listens on a free local port as the application would, writes an extension script, and runs
+the whole lifecycle: the complete topology, the member initialized, InstanceStarted, the port check,
+InstanceActivated (and the extension it runs), cleanup, ReadyToShutdown, and a clean shutdown.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import tempfile
 import threading
 import time
+from pathlib import Path
 
-from pca_core import events
+from pca_core.agent import Agent
 from pca_core.config import Config, build
 from pca_core.runtime import Runtime
-from pca_core.transport import Message
+from pca_core.simulator import Simulator
 
-SERVICE, CLUSTER, MEMBER = "php", "php.demo.domain", "php.member-1"
-
-DEMO_CONFIG = {
-    "transport": {"plugin": "memory", "options": {"bus": "demo"}},
-    "agent": {"shutdown_timeout": 5.0},
-    "payload": {
-        "APPLICATION_ID": "demo-app", "SERVICE_NAME": SERVICE, "CLUSTER_ID": CLUSTER, "MEMBER_ID": MEMBER,
-        "CLUSTER_INSTANCE_ID": "php-1", "PORTS": "8080", "MULTITENANT": "false", "TENANT_ID": "-1234",
-    },
-}
+EXTENSION = """#!/bin/sh
+echo "InstanceActivatedEvent extension: member $STRATOS_MEMBER_ID of $STRATOS_CLUSTER_ID is serving"
+"""
 
 
-def demo_config() -> Config:
+def demo_config(state_dir: str, port: int, extensions_dir: str | None = None) -> Config:
     """The embedded configuration the demo runs on."""
-    return build(json.loads(json.dumps(DEMO_CONFIG)), source="(embedded demo configuration)", environ={})
-
-
-def control_plane_messages() -> list[tuple[str, bytes]]:
-    """What the simulated control plane sends, in order."""
-    ids = {"service_name": SERVICE, "cluster_id": CLUSTER, "member_id": MEMBER,
-           "cluster_instance_id": "php-1", "network_partition_id": "np-1", "partition_id": "p-1"}
-    member = events.Member(**ids, init_time=0, member_state_manager=events.MemberStatusStateManager(
-        state_stack=["Created"], identifier=MEMBER))
-    cluster = events.Cluster(service_name=SERVICE, cluster_id=CLUSTER, is_lb_cluster=False,
-                             is_kubernetes_cluster=False, member_map={MEMBER: member})
-    topology = events.Topology(cluster_map={}, service_map={SERVICE: events.Service(
-        service_name=SERVICE, service_type="SingleTenant", cluster_id_cluster_map={CLUSTER: cluster})})
-    sent = [
-        events.CompleteTopologyEvent(topology=topology),
-        events.MemberInitializedEvent(**ids, instance_id="i-1", default_private_ip="10.0.0.1"),
-        events.CompleteTenantEvent(tenants=[events.Tenant(tenant_id=1, tenant_domain="acme.example.com")]),
-        events.InstanceCleanupMemberEvent(member_id=MEMBER),
-    ]
-    messages = [(event.TOPIC, events.encode(event)) for event in sent]
-    messages.insert(2, ("topology/MemberStartedEvent", b'{"memberId": 42}'))  # malformed: skipped
-    return messages
+    tree = {
+        "transport": {"plugin": "memory", "options": {"bus": f"demo-{port}"}},
+        "agent": {"shutdown_timeout": 5.0, "state_dir": state_dir, "listen_address": "127.0.0.1",
+                  "extensions_dir": extensions_dir},
+        "payload": {
+            "APPLICATION_ID": "demo-app", "SERVICE_NAME": "php", "CLUSTER_ID": "php.demo.domain",
+            "MEMBER_ID": "php.member-1", "INSTANCE_ID": "instance-1", "CLUSTER_INSTANCE_ID": "php-1",
+            "NETWORK_PARTITION_ID": "network-partition-1", "PARTITION_ID": "partition-1",
+            "PORTS": str(port), "MULTITENANT": "false", "TENANT_ID": "-1234",
+        },
+    }
+    if extensions_dir is None:
+        del tree["agent"]["extensions_dir"]
+    return build(json.loads(json.dumps(tree)), source="(embedded demo configuration)", environ={})
 
 
 def demo() -> int:
@@ -62,32 +50,35 @@ def demo() -> int:
     def say(text: str) -> None:
         print(f"[{time.monotonic() - start:6.3f}s] {text}", flush=True)
 
-    handled = threading.Semaphore(0)
-    runtime: Runtime
-
-    def on_message(message: Message) -> None:
-        applied = runtime.state.handle(message)
-        say(f"agent    <- {message.topic}" + ("" if applied else "  (malformed: logged and skipped)"))
-        handled.release()
-
-    runtime = Runtime(demo_config(), source="demo", on_message=on_message)
-    for model in (runtime.state.topology, runtime.state.tenants):
-        model.observe(lambda change: say(f"           model: {change}"))
-    runtime.load()
-    say("agent: starting on the memory transport")
-    runtime.start(threading.Event())
-    assert runtime.transport is not None
-    control_plane = type(runtime.transport)(runtime.config.transport, runtime.transport.options)
-    control_plane.connect()  # a second memory transport on the same bus: the simulated control plane
-    for topic, body in control_plane_messages():
-        say(f"control  -> {topic}")
-        control_plane.publish(topic, body)
-        if not handled.acquire(timeout=5):
-            say("agent: no message within 5 s")
-            return 1
-    control_plane.close()
-    say(f"agent: member {MEMBER} is {runtime.state.topology.member_status(MEMBER)}; shutting down")
-    finished = runtime.stop()
-    say("agent: stopped cleanly" if finished else "agent: stopped, work abandoned at the deadline")
-    print("The lifecycle (InstanceStarted, activation, artifacts, ReadyToShutdown) is not built yet.")
-    return 0
+    logging.getLogger("pca_core").setLevel(logging.WARNING)  # the timeline tells the story
+    logging.getLogger("pca_core.agent").setLevel(logging.INFO)
+    logging.getLogger("pca_core.extensions").setLevel(logging.INFO)
+    with tempfile.TemporaryDirectory(prefix="pca-demo-", dir="/tmp") as home, \
+            socket.create_server(("127.0.0.1", 0)) as application:
+        port = application.getsockname()[1]
+        extensions = Path(home) / "extensions"
+        extensions.mkdir()
+        script = extensions / "InstanceActivatedEvent.sh"
+        script.write_text(EXTENSION)
+        script.chmod(0o755)
+        say(f"application listening on 127.0.0.1:{port}; agent state in {home}")
+        runtime = Runtime(demo_config(str(Path(home) / "state"), port, str(extensions)), source="demo")
+        runtime.load()
+        stop, finished = threading.Event(), threading.Event()
+        agent = Agent(runtime, stop)
+        assert runtime.transport is not None
+        control_plane = type(runtime.transport)(runtime.config.transport, runtime.transport.options)
+        control_plane.connect()  # a second memory transport on the same bus: the simulated control plane
+        simulator = Simulator(control_plane, runtime.config.identity, cleanup_after_activation=True,
+                              say=say, finished=finished)
+        simulator.start()
+        say("agent: starting")
+        agent.start()
+        done = finished.wait(30)
+        say(f"agent: {agent.phase}; shutting down")
+        clean = runtime.stop()
+        simulator.close()
+        control_plane.close()
+        ok = clean and done
+        say("agent: stopped cleanly" if ok else "agent: stopped, but the lifecycle did not finish")
+        return 0 if ok else 1

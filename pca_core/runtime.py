@@ -6,10 +6,11 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pca_core import discovery
+from pca_core.artifact_repo import ArtifactRepo
 from pca_core.config import Config
 from pca_core.dispatcher import Dispatcher
 from pca_core.errors import AuthenticationError, ConnectionFailed, PcaError
@@ -58,9 +59,13 @@ class Runtime:
         self.transport: Transport | None = None
         self.publishers: list[LogPublisher] = []
         self.handlers: list[EventHandler] = []
+        self.artifact_repo: ArtifactRepo | None = None
+        self._closers: list[Callable[[float], object]] = []
 
     def load(self) -> None:
         """Loads and configures every selected plugin (none other is imported).
+
+        The artifact repository is loaded only when the payload has ``REPO_URL`` (and none was given).
 
         Raises:
             PluginError: a plugin is missing, broken or of another API version.
@@ -75,13 +80,17 @@ class Runtime:
                 discovery.LOG_PUBLISHERS, publisher.plugin, publisher.options, source=self.source,
                 key=f"publishers[{i}].options",
                 make=lambda cls, options, publisher=publisher: cls(publisher, options)))
+        if cfg.identity.repo_url and self.artifact_repo is None:
+            self.artifact_repo = _instantiate(
+                discovery.ARTIFACT_REPOS, cfg.artifacts.plugin, cfg.artifacts.options, source=self.source,
+                key="artifacts.options", make=lambda cls, options: cls(cfg.artifacts, options))
         for i, handler in enumerate(cfg.event_handlers):
             self.handlers.append(_instantiate(
                 discovery.EVENT_HANDLERS, handler.plugin, handler.options, source=self.source,
                 key=f"event_handlers[{i}].options", make=lambda cls, options: cls(options)))
 
-    def start(self, stop: threading.Event) -> bool:
-        """Starts the threads, connects (retrying until ``stop`` is set) and subscribes.
+    def start(self, stop: threading.Event, patterns: Sequence[str] = AGENT_SUBSCRIPTIONS) -> bool:
+        """Starts the threads, connects (retrying until ``stop`` is set) and subscribes to ``patterns``.
 
         Returns:
             False when ``stop`` was set before a connection was made.
@@ -94,10 +103,23 @@ class Runtime:
         self.transport.add_state_listener(self._log_state)
         if not self._connect(self.transport, stop):
             return False
-        for pattern in AGENT_SUBSCRIPTIONS:
+        self.subscribe(patterns)
+        return True
+
+    def subscribe(self, patterns: Sequence[str]) -> None:
+        """Subscribes :attr:`on_message` (through the dispatcher) to each pattern."""
+        assert self.transport is not None
+        for pattern in patterns:
             self.transport.subscribe(pattern, self.dispatcher.wrap(self.on_message))
             _log.info("subscribed to %r", pattern)
-        return True
+
+    def on_stop(self, closer: Callable[[float], object]) -> None:
+        """Registers ``closer(seconds_left)`` to run at :meth:`stop`.
+
+        Closers run after in-flight work finished and before the plugins close, in the reverse order of
+        registration.
+        """
+        self._closers.append(closer)
 
     def _connect(self, transport: Transport, stop: threading.Event) -> bool:
         for delay in itertools.chain(RETRY_DELAYS, itertools.repeat(RETRY_DELAYS[-1])):
@@ -125,7 +147,13 @@ class Runtime:
 
         finished = self.dispatcher.stop(left())
         finished = self.scheduler.shutdown(left()) and finished
-        for plugin in (*self.handlers, *self.publishers):
+        for closer in reversed(self._closers):
+            try:
+                closer(left())
+            except (PcaError, OSError) as exc:
+                _log.warning("shutting down: %s", exc)
+        repos = [self.artifact_repo] if self.artifact_repo is not None else []
+        for plugin in (*self.handlers, *repos, *self.publishers):
             try:
                 if isinstance(plugin, LogPublisher):
                     plugin.flush(left())

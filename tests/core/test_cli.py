@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,11 @@ CLIENT_LIBRARIES = ("paho", "proton", "kafka", "fluent", "thrift", "dulwich", "r
 @pytest.fixture
 def memory_config(tmp_path):
     path = tmp_path / "agent.toml"
-    path.write_text('[transport]\nplugin = "memory"\n[agent]\nshutdown_timeout = 5\n' + PAYLOAD)
-    return path
+    state = tempfile.mkdtemp(prefix="pca-", dir="/tmp")  # short: the control socket lives there
+    path.write_text(f'[transport]\nplugin = "memory"\n[agent]\nshutdown_timeout = 5\nstate_dir = "{state}"\n'
+                    + PAYLOAD)
+    yield path
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def test_version():
@@ -155,7 +159,8 @@ def test_a_second_signal_exits_at_once(site, tmp_path):
     """)
     dist.install()
     path = tmp_path / "agent.toml"
-    path.write_text('[transport]\nplugin = "stuck"\n[agent]\nshutdown_timeout = 60\n' + PAYLOAD)
+    path.write_text('[transport]\nplugin = "stuck"\n[agent]\nshutdown_timeout = 60\n'
+                    f'state_dir = "{tmp_path}/state"\n' + PAYLOAD)
     agent = PcaProcess("run", "--config", str(path), env=site.env)
     try:
         agent.wait_for("agent running")
@@ -171,7 +176,12 @@ def test_a_second_signal_exits_at_once(site, tmp_path):
 def test_demo_runs_and_exits_0():
     result = run_pca("demo")
     assert result.returncode == 0, result.stderr
-    assert "agent    <- topology/MemberInitializedEvent" in result.stdout
-    assert "(malformed: logged and skipped)" in result.stdout
-    assert "member php.member-1 is Initialized" in result.stdout
-    assert "agent: stopped cleanly" in result.stdout
+    timeline = [line.split("] ", 1)[1] for line in result.stdout.splitlines() if line.startswith("[")]
+    received = [line.split("<- ")[1] for line in timeline if "control  <- " in line]
+    assert received == ["initializer/CompleteTopologyRequestEvent", "initializer/CompleteTenantRequestEvent",
+                        "initializer/CompleteApplicationSignUpsRequestEvent",
+                        "instance/status/InstanceStartedEvent", "instance/status/InstanceActivatedEvent",
+                        "instance/status/InstanceMaintenanceModeEvent",
+                        "instance/status/InstanceReadyToShutdownEvent"]
+    assert "member php.member-1 of php.demo.domain is serving" in result.stderr  # the extension ran
+    assert timeline[-1] == "agent: stopped cleanly"

@@ -139,7 +139,7 @@ def test_the_library_never_configures_logging():
         "import logging, threading",
         "from pca_core.demo import demo_config",
         "from pca_core.runtime import Runtime",
-        "runtime = Runtime(demo_config())",
+        "runtime = Runtime(demo_config('/tmp/unused-state', 8080))",
         "runtime.start(threading.Event())",
         "runtime.stop(5)",
         "print(logging.getLogger().handlers, logging.getLogger().level == logging.WARNING)",

@@ -1,0 +1,310 @@
+"""The agent's whole lifecycle on the memory transport, against a simulated or hand-driven control plane."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pca_core import control, events, memory
+from pca_core.agent import Agent, Phase
+from pca_core.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
+from pca_core.config import ArtifactsConfig, build
+from pca_core.memory import MemoryOptions, MemoryTransport
+from pca_core.runtime import Runtime
+from pca_core.simulator import Simulator
+from tests.support.waiting import wait_until
+
+RECORDER = """#!/bin/sh
+env | grep '^STRATOS_' | sort > "$(dirname "$0")/../ran/$STRATOS_EVENT.env"
+"""
+EXTENSION_EVENTS = ("InstanceStartedEvent", "StartServers", "InstanceActivatedEvent", "clean",
+                    "CompleteTopologyEvent", "ArtifactUpdatedEvent", "MemberActivatedEvent")
+
+
+class Harness:
+    """An agent with its own state dir, application port, extensions and memory bus."""
+
+    def __init__(self, home: Path, bus: str, **payload: str) -> None:
+        self.home = home
+        self.bus = bus
+        self.application = socket.create_server(("127.0.0.1", 0))
+        self.port = self.application.getsockname()[1]
+        extensions = home / "extensions"
+        extensions.mkdir(exist_ok=True)
+        (home / "ran").mkdir(exist_ok=True)
+        for name in EXTENSION_EVENTS:
+            script = extensions / f"{name}.sh"
+            script.write_text(RECORDER)
+            script.chmod(0o755)
+        self.payload = {
+            "APPLICATION_ID": "app-1", "SERVICE_NAME": "php", "CLUSTER_ID": "php.domain",
+            "MEMBER_ID": "php.member-1", "INSTANCE_ID": "instance-1", "CLUSTER_INSTANCE_ID": "php-1",
+            "NETWORK_PARTITION_ID": "np-1", "PARTITION_ID": "p-1", "PORTS": str(self.port),
+            "MULTITENANT": "false", "TENANT_ID": "-1234", "APPLICATION_PATH": str(home / "app"),
+            "CUSTOM_PARAM": "custom value", **payload}
+        self.stop = threading.Event()
+        self.runtime: Runtime | None = None
+        self.agent: Agent | None = None
+
+    def config(self):
+        tree = {"transport": {"plugin": "memory", "options": {"bus": self.bus}},
+                "agent": {"state_dir": str(self.home / "state"), "listen_address": "127.0.0.1",
+                          "extensions_dir": str(self.home / "extensions"), "shutdown_timeout": 5},
+                "payload": self.payload}
+        return build(json.loads(json.dumps(tree)), source="test", environ={})
+
+    def start(self, artifact_repo: ArtifactRepo | None = None) -> Agent:
+        self.stop = threading.Event()
+        self.runtime = Runtime(self.config(), source="test")
+        self.runtime.artifact_repo = artifact_repo
+        self.runtime.load()
+        self.agent = Agent(self.runtime, self.stop)
+        assert self.agent.start()
+        return self.agent
+
+    def shutdown(self) -> None:
+        if self.runtime is not None:
+            assert self.runtime.stop(10)
+            self.runtime = None
+
+    def ran(self, event: str) -> dict[str, str]:
+        path = self.home / "ran" / f"{event}.env"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return dict(line.split("=", 1) for line in lines)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.home / "state" / "control.sock"
+
+
+@pytest.fixture
+def harness(request) -> Iterator[Harness]:
+    home = Path(tempfile.mkdtemp(prefix="pca-", dir="/tmp"))  # short: a Unix socket lives in it
+    h = Harness(home, f"lifecycle-{request.node.name}")
+    yield h
+    h.shutdown()
+    h.application.close()
+    memory.set_available(h.bus, True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def control_plane(h: Harness, *, cleanup: bool = False) -> tuple[Simulator, MemoryTransport]:
+    transport = MemoryTransport(h.config().transport, MemoryOptions(bus=h.bus))
+    transport.connect()
+    simulator = Simulator(transport, h.config().identity, cleanup_after_activation=cleanup,
+                          say=lambda text: None)
+    simulator.start()
+    return simulator, transport
+
+
+STATUS = ["InstanceStartedEvent", "InstanceActivatedEvent", "InstanceMaintenanceModeEvent",
+          "InstanceReadyToShutdownEvent"]
+
+
+def statuses(simulator: Simulator) -> list[str]:
+    return [name for name in simulator.received if name in STATUS]
+
+
+def test_start_activation_and_cleanup_each_status_once_with_the_extension_values(harness):
+    simulator, transport = control_plane(harness, cleanup=True)
+    agent = harness.start()
+    assert simulator.ready_to_shutdown.wait(20), simulator.received
+    assert wait_until(lambda: agent.phase is Phase.READY_TO_SHUTDOWN)
+    assert simulator.received[:3] == ["CompleteTopologyRequestEvent", "CompleteTenantRequestEvent",
+                                      "CompleteApplicationSignUpsRequestEvent"]
+    assert statuses(simulator) == STATUS
+    started = harness.ran("InstanceStartedEvent")
+    assert started["STRATOS_EVENT"] == "InstanceStartedEvent"
+    assert started["STRATOS_MEMBER_ID"] == "php.member-1"
+    assert started["STRATOS_CLUSTER_ID"] == "php.domain"
+    assert started["STRATOS_PORTS"] == str(harness.port)
+    assert started["STRATOS_CUSTOM_PARAM"] == "custom value"
+    assert started["STRATOS_APPLICATION_PATH"] == str(harness.home / "app")
+    for event in ("StartServers", "InstanceActivatedEvent", "clean", "CompleteTopologyEvent"):
+        assert harness.ran(event)["STRATOS_EVENT"] == event
+    assert "php.member-1" in harness.ran("CompleteTopologyEvent")["STRATOS_MEMBER_LIST_JSON"]
+    transport.close()
+    simulator.close()
+
+
+def test_activation_waits_for_the_ports_and_a_later_success_still_activates(harness):
+    harness.application.close()  # the application is not listening yet
+    simulator, transport = control_plane(harness)
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.ACTIVATING)
+    assert "InstanceActivatedEvent" not in simulator.received
+    harness.application = socket.create_server(("127.0.0.1", harness.port))
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert wait_until(lambda: statuses(simulator) == STATUS[:2])
+    transport.close()
+    simulator.close()
+
+
+def snapshot(status_stack: list[str]) -> events.CompleteTopologyEvent:
+    ids = {"service_name": "php", "cluster_id": "php.domain", "member_id": "php.member-1",
+           "cluster_instance_id": "php-1"}
+    manager = events.MemberStatusStateManager(state_stack=status_stack)
+    member = events.Member(**ids, member_state_manager=manager)
+    cluster = events.Cluster(service_name="php", cluster_id="php.domain", member_map={"php.member-1": member})
+    return events.CompleteTopologyEvent(topology=events.Topology(service_map={"php": events.Service(
+        service_name="php", cluster_id_cluster_map={"php.domain": cluster})}))
+
+
+class HandDriven:
+    """A control plane that answers the topology request with a given snapshot and records the rest."""
+
+    def __init__(self, h: Harness, stack: list[str]) -> None:
+        self.transport = MemoryTransport(h.config().transport, MemoryOptions(bus=h.bus))
+        self.transport.connect()
+        self.received: list[str] = []
+        self.stack = stack
+        self.transport.subscribe("instance/status/#", lambda m: self.received.append(m.topic.split("/")[-1]))
+        self.transport.subscribe("initializer/CompleteTopologyRequestEvent", lambda m: self.send(snapshot(
+            self.stack)))
+
+    def send(self, event: events.Event) -> None:
+        threading.Thread(target=self.transport.publish, args=(event.TOPIC, events.encode(event))).start()
+
+
+def test_a_restart_on_an_active_member_publishes_nothing_again(harness):
+    plane = HandDriven(harness, ["Created", "Initialized", "Starting", "Active"])
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert plane.received == []
+    assert harness.ran("InstanceStartedEvent") == {} and harness.ran("StartServers") == {}
+    plane.transport.close()
+
+
+def test_a_restart_on_a_member_in_maintenance_returns_it_to_service(harness):
+    plane = HandDriven(harness, ["Created", "Initialized", "Starting", "Active", "In_Maintenance"])
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert wait_until(lambda: plane.received == ["InstanceActivatedEvent"])
+    plane.transport.close()
+
+
+def test_a_missed_member_initialized_event_is_repaired_by_a_later_snapshot(harness):
+    plane = HandDriven(harness, ["Created"])
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.WAITING_FOR_INITIALIZATION)
+    plane.stack = ["Created", "Initialized"]
+    plane.send(snapshot(plane.stack))
+    assert wait_until(lambda: plane.received[:2] == ["InstanceStartedEvent", "InstanceActivatedEvent"])
+    plane.transport.close()
+
+
+def test_other_members_events_run_their_extensions(harness):
+    simulator, transport = control_plane(harness)
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert wait_until(
+        lambda: harness.ran("MemberActivatedEvent").get("STRATOS_EVENT_MEMBER_ID") == "php.member-1")
+    transport.close()
+    simulator.close()
+
+
+def test_maintenance_on_and_off_through_the_control_socket(harness):
+    simulator, transport = control_plane(harness)
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    status = control.call(harness.socket_path, "status")
+    assert status["phase"] == "active" and status["outbox_depth"] == 0
+    assert status["transport"] == "connected"
+    control.call(harness.socket_path, "maintenance", mode="on")
+    assert wait_until(lambda: agent.phase is Phase.MAINTENANCE)
+    assert wait_until(lambda: statuses(simulator)[-1:] == ["InstanceMaintenanceModeEvent"])
+    control.call(harness.socket_path, "maintenance", mode="off")
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert wait_until(lambda: statuses(simulator) == [*STATUS[:3], "InstanceActivatedEvent"])
+    transport.close()
+    simulator.close()
+
+
+def test_maintenance_on_with_stop_publishes_then_asks_to_stop(harness):
+    simulator, transport = control_plane(harness)
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    control.call(harness.socket_path, "maintenance", mode="on", stop=True)
+    assert harness.stop.wait(10)
+    harness.shutdown()
+    assert statuses(simulator)[-1] == "InstanceMaintenanceModeEvent"
+    transport.close()
+    simulator.close()
+
+
+def test_a_broker_outage_delays_status_events_and_loses_none(harness):
+    plane = HandDriven(harness, ["Created", "Initialized"])
+    memory_down = threading.Event()
+
+    def take_the_broker_down(message):
+        memory.set_available(harness.bus, False)  # right after the topology request went out
+        memory_down.set()
+
+    plane.transport.subscribe("initializer/CompleteTenantRequestEvent", take_the_broker_down)
+    agent = harness.start()
+    assert memory_down.wait(10)
+    assert wait_until(lambda: agent.outbox.depth >= 1)
+    assert plane.received == []
+    memory.set_available(harness.bus, True)
+    both = ["InstanceStartedEvent", "InstanceActivatedEvent"]
+    assert wait_until(lambda: plane.received == both, timeout=20)
+    plane.transport.close()
+
+
+def test_an_agent_restart_does_not_publish_a_transition_twice(harness):
+    plane = HandDriven(harness, ["Created", "Initialized"])
+    agent = harness.start()
+    assert wait_until(lambda: plane.received == ["InstanceStartedEvent", "InstanceActivatedEvent"])
+    harness.shutdown()
+    agent = harness.start()  # same state dir; the control plane still says Initialized (stale)
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert plane.received == ["InstanceStartedEvent", "InstanceActivatedEvent"]
+    plane.transport.close()
+
+
+class FakeRepo(ArtifactRepo):
+    """An artifact repository that records what it was asked and writes one file."""
+
+    def __init__(self) -> None:
+        super().__init__(ArtifactsConfig(), None)
+        self.specs: list[RepoSpec] = []
+
+    def sync(self, spec: RepoSpec) -> SyncResult:
+        self.specs.append(spec)
+        Path(spec.path).mkdir(parents=True, exist_ok=True)
+        (Path(spec.path) / "index.php").write_text("<?php echo 'hi';")
+        return SyncResult(changed=True, revision="abc123", previous=None)
+
+    def commit_and_push(self, spec: RepoSpec, message: str) -> str | None:
+        return None
+
+    def remove(self, spec: RepoSpec) -> None:
+        shutil.rmtree(spec.path)
+
+
+def test_with_a_repository_activation_follows_the_first_checkout(harness):
+    harness.payload.update(REPO_URL="https://git.example.org/app.git", CARTRIDGE_KEY="tvnw63ufg9gh5111")
+    repo = FakeRepo()
+    plane = HandDriven(harness, ["Created", "Initialized"])
+    agent = harness.start(artifact_repo=repo)
+    assert wait_until(lambda: agent.phase is Phase.WAITING_FOR_ARTIFACTS)
+    assert wait_until(lambda: plane.received == ["InstanceStartedEvent"])
+    plane.send(events.ArtifactUpdatedEvent(cluster_id="other.domain", repo_url="https://x/y.git"))
+    plane.send(events.ArtifactUpdatedEvent(
+        cluster_id="php.domain", repo_url="https://git.example.org/app.git", repo_user_name="deployer",
+        repo_password="jP1lZ5xMlpLzu8MbY2Porg==", tenant_id="-1234", status="Updated"))
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert wait_until(lambda: plane.received == ["InstanceStartedEvent", "InstanceActivatedEvent"])
+    (spec,) = repo.specs
+    assert spec.path == str(harness.home / "app")
+    assert spec.password is not None and spec.password.reveal() == "plaintext"
+    assert harness.ran("ArtifactUpdatedEvent")["STRATOS_ARTIFACT_UPDATED_REVISION"] == "abc123"
+    assert control.call(harness.socket_path, "status")["artifact_revision"] == "abc123"
+    plane.transport.close()
