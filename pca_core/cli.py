@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     config_args(check)
     check.add_argument("--format", default="toml", choices=("toml", "json"),
                        help="how to print the effective configuration (default toml)")
-    commands.add_parser("demo", help="run the agent and a simulated control plane in one process")
+    demo = commands.add_parser("demo", help="run the agent and a simulated control plane in one process")
+    demo.add_argument("--transport", default="memory",
+                      help="the transport plugin to run it over (default memory, in-process)")
+    demo.add_argument("--url", action="append", default=[], help="a broker URL for that transport")
     simulate = commands.add_parser("simulate",
                                    help="play the Stratos control plane for the configured member")
     config_args(simulate)
@@ -102,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _control(args)
         from pca_core.demo import demo
 
-        return demo()
+        return demo(args.transport, args.url)
     except PcaError as exc:
         print(f"pca: error: {exc}", file=sys.stderr)
         return 1
@@ -113,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load(args: argparse.Namespace):  # noqa: ANN202 - returns pca_core.config.Config
     from pca_core import config
 
-    loaded, warnings = config.load(args.config, args.payload)
+    loaded, warnings = config.load(args.config, getattr(args, "payload", None))
     for warning in warnings:
         _log.warning("%s", warning)
     return loaded

@@ -13,6 +13,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pca_core.agent import Agent
@@ -25,10 +26,12 @@ echo "InstanceActivatedEvent extension: member $STRATOS_MEMBER_ID of $STRATOS_CL
 """
 
 
-def demo_config(state_dir: str, port: int, extensions_dir: str | None = None) -> Config:
+def demo_config(state_dir: str, port: int, extensions_dir: str | None = None, *, transport: str = "memory",
+                urls: Sequence[str] = ()) -> Config:
     """The embedded configuration the demo runs on."""
+    options = {"bus": f"demo-{port}"} if transport == "memory" else {}
     tree = {
-        "transport": {"plugin": "memory", "options": {"bus": f"demo-{port}"}},
+        "transport": {"plugin": transport, "urls": list(urls), "options": options},
         "agent": {"shutdown_timeout": 5.0, "state_dir": state_dir, "listen_address": "127.0.0.1",
                   "extensions_dir": extensions_dir},
         "payload": {
@@ -43,8 +46,15 @@ def demo_config(state_dir: str, port: int, extensions_dir: str | None = None) ->
     return build(json.loads(json.dumps(tree)), source="(embedded demo configuration)", environ={})
 
 
-def demo() -> int:
-    """Runs the demo, printing a timeline; returns the exit code."""
+def demo(transport: str = "memory", urls: Sequence[str] = ()) -> int:
+    """Runs the demo over ``transport`` (the in-process bus by default), printing a timeline.
+
+    Returns:
+        The exit code: 0 when the whole lifecycle ran and the agent stopped cleanly.
+
+    Raises:
+        PcaError: the transport plugin is not installed, or its broker cannot be reached.
+    """
     start = time.monotonic()
 
     def say(text: str) -> None:
@@ -62,13 +72,15 @@ def demo() -> int:
         script.write_text(EXTENSION)
         script.chmod(0o755)
         say(f"application listening on 127.0.0.1:{port}; agent state in {home}")
-        runtime = Runtime(demo_config(str(Path(home) / "state"), port, str(extensions)), source="demo")
+        config = demo_config(str(Path(home) / "state"), port, str(extensions), transport=transport, urls=urls)
+        runtime = Runtime(config, source="demo")
         runtime.load()
         stop, finished = threading.Event(), threading.Event()
         agent = Agent(runtime, stop)
         assert runtime.transport is not None
+        # A second connection to the same broker is the simulated control plane.
         control_plane = type(runtime.transport)(runtime.config.transport, runtime.transport.options)
-        control_plane.connect()  # a second memory transport on the same bus: the simulated control plane
+        control_plane.connect(timeout=runtime.config.transport.connect_timeout)
         simulator = Simulator(control_plane, runtime.config.identity, cleanup_after_activation=True,
                               say=say, finished=finished)
         simulator.start()

@@ -185,3 +185,43 @@ def test_demo_runs_and_exits_0():
                         "instance/status/InstanceReadyToShutdownEvent"]
     assert "member php.member-1 of php.demo.domain is serving" in result.stderr  # the extension ran
     assert timeline[-1] == "agent: stopped cleanly"
+
+
+def test_status_and_maintenance_talk_to_the_running_agent(memory_config):
+    state_dir = memory_config.read_text().split('state_dir = "')[1].split('"')[0]
+    agent = PcaProcess("run", "--config", str(memory_config))
+    try:
+        agent.wait_for("agent running")
+        agent.wait_for("waiting for the complete topology")
+        status = run_pca("status", "--state-dir", state_dir)
+        assert status.returncode == 0, status.stderr
+        rows = dict(line.split(None, 1) for line in status.stdout.splitlines())
+        assert rows["phase"] == "waiting for the complete topology"
+        assert rows["transport"] == "connected"
+        on = run_pca("maintenance", "on", "--config", str(memory_config))
+        assert on.returncode == 0 and json.loads(on.stdout)["requested"] == "maintenance on"
+        agent.wait_for("maintenance on: the agent is waiting for the complete topology; nothing to do")
+        assert run_pca("sync", "--state-dir", state_dir).returncode == 1  # no repository known yet
+        agent.proc.send_signal(signal.SIGTERM)
+        assert agent.finish() == 0
+    finally:
+        agent.kill()
+    gone = run_pca("status", "--state-dir", state_dir)
+    assert gone.returncode == 1
+    assert "no agent is running" in gone.stderr and "Traceback" not in gone.stderr
+
+
+def test_simulate_waits_for_an_agent_and_stops_on_a_signal(memory_config):
+    simulator = PcaProcess("simulate", "--config", str(memory_config))
+    try:
+        simulator.wait_for("simulating the control plane for member")
+        simulator.proc.send_signal(signal.SIGTERM)
+        assert simulator.finish() == 0
+    finally:
+        simulator.kill()
+
+
+def test_demo_over_a_transport_that_is_not_installed_gives_the_hint():
+    result = run_pca("demo", "--transport", "amqp", "--url", "amqp://localhost:5672")
+    assert result.returncode == 1
+    assert "pip install pca-amqp" in result.stderr and "Traceback" not in result.stderr
