@@ -122,27 +122,18 @@ def test_log_file(memory_config, tmp_path):
     assert result.stderr == ""
 
 
-def test_sigterm_stops_the_agent_gracefully_with_exit_0(memory_config):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_agent_gracefully_with_exit_0(memory_config, signum):
     agent = PcaProcess("run", "--config", str(memory_config))
     try:
         agent.wait_for("agent running")
-        agent.proc.send_signal(signal.SIGTERM)
+        agent.proc.send_signal(signum)
         assert agent.finish() == 0
     finally:
         agent.kill()
-    assert "SIGTERM: shutting down gracefully" in agent.output
+    assert f"{signal.Signals(signum).name}: shutting down gracefully" in agent.output
     assert "transport closed" in agent.output
     assert agent.output.rstrip().endswith("stopped")
-
-
-def test_sigint_stops_the_agent_gracefully_too(memory_config):
-    agent = PcaProcess("run", "--config", str(memory_config))
-    try:
-        agent.wait_for("agent running")
-        agent.proc.send_signal(signal.SIGINT)
-        assert agent.finish() == 0
-    finally:
-        agent.kill()
     assert "Traceback" not in agent.output
 
 
