@@ -41,6 +41,7 @@ from pca_core.outbox import Outbox
 from pca_core.records import RecordSink
 from pca_core.runtime import Runtime
 from pca_core.scheduler import Scheduler, Task
+from pca_core.signups import DomainMappingChange, DomainMappingRemoved
 from pca_core.status import status_event
 from pca_core.tailer import LogTailer
 from pca_core.topics import AGENT_SUBSCRIPTIONS
@@ -146,6 +147,7 @@ class Agent:
         self._periodic: list[Task] = []
         self._tailer: LogTailer | None = None
         self._first_activation = True
+        self._tenants_announced = False
         runtime.on_message = self.on_message
 
     # --- Starting and stopping ---------------------------------------------------------------------------
@@ -163,6 +165,7 @@ class Agent:
         self.control.start()
         self.runtime.on_stop(self._close)
         self.state.topology.observe(self._on_topology_change)
+        self.state.domain_mappings.observe(self._on_domain_mapping_change)
         if not self.runtime.start(self.stop_event, patterns=("topology/#",)):
             return False
         assert self.runtime.transport is not None
@@ -201,6 +204,8 @@ class Agent:
                     event.cluster_id == self.identity.cluster_id
                     and event.cluster_instance_id == self.identity.cluster_instance_id):
                 self._lane.post("cleanup", self._cleanup)
+        elif message.topic.startswith("tenant/"):
+            self._announce_tenants()
         elif message.topic == events.ApplicationSignUpRemovedEvent.TOPIC:
             self._lane.post("signup removed", lambda: self._extension("ApplicationSignUpRemovedEvent"))
 
@@ -218,6 +223,32 @@ class Agent:
             extra = {"EVENT_SERVICE_NAME": change.service, "EVENT_CLUSTER_ID": change.cluster_id,
                      "EVENT_MEMBER_ID": change.member_id}
             self._lane.post(name, lambda: self._extension(name, **extra), essential=False)
+
+    def _announce_tenants(self) -> None:
+        # The CompleteTenantEvent extension runs once, when the first tenant list arrived (as before);
+        # checked per message, since a list holding only the super tenant changes nothing in the model.
+        if self._tenants_announced or not self.state.tenants.initialized:
+            return
+        self._tenants_announced = True
+        tenants = [{"tenantId": t.tenant_id, "tenantDomain": t.domain}
+                   for t in self.state.tenants.tenants.values()]
+        self._lane.post("tenants", lambda: self._extension("CompleteTenantEvent",
+                                                           TENANT_LIST_JSON=json.dumps(tenants)))
+
+    def _on_domain_mapping_change(self, change: DomainMappingChange) -> None:
+        name = "DomainMappingRemovedEvent" if isinstance(change, DomainMappingRemoved) \
+            else "DomainMappingAddedEvent"
+        extra: dict[str, object] = {"SUBSCRIPTION_CLUSTER_ID": change.cluster_id,
+                                    "SUBSCRIPTION_DOMAIN_NAME": change.domain_name}
+        mapping = self.state.domain_mappings.mapping(change.cluster_id, change.domain_name)
+        if mapping is not None:
+            tenant = self.state.tenants.tenant(mapping.tenant_id) if mapping.tenant_id is not None else None
+            extra.update(SUBSCRIPTION_APPLICATION_ID=mapping.application_id,
+                         SUBSCRIPTION_SERVICE_NAME=mapping.service_name,
+                         SUBSCRIPTION_TENANT_ID=mapping.tenant_id,
+                         SUBSCRIPTION_TENANT_DOMAIN=tenant.domain if tenant is not None else None,
+                         SUBSCRIPTION_CONTEXT_PATH=mapping.context_path)
+        self._lane.post(name, lambda: self._extension(name, **extra), essential=False)
 
     def _on_connection(self, state: ConnectionState, _error: BaseException | None) -> None:
         # The original never asked again after a reconnect; a request lost in an outage would leave the

@@ -25,7 +25,8 @@ RECORDER = """#!/bin/sh
 env | grep '^STRATOS_' | sort > "$(dirname "$0")/../ran/$STRATOS_EVENT.env"
 """
 EXTENSION_EVENTS = ("InstanceStartedEvent", "StartServers", "InstanceActivatedEvent", "clean",
-                    "CompleteTopologyEvent", "ArtifactUpdatedEvent", "MemberActivatedEvent")
+                    "CompleteTopologyEvent", "ArtifactUpdatedEvent", "MemberActivatedEvent",
+                    "CompleteTenantEvent", "DomainMappingAddedEvent")
 
 
 class Harness:
@@ -308,3 +309,23 @@ def test_with_a_repository_activation_follows_the_first_checkout(harness):
     assert harness.ran("ArtifactUpdatedEvent")["STRATOS_ARTIFACT_UPDATED_REVISION"] == "abc123"
     assert control.call(harness.socket_path, "status")["artifact_revision"] == "abc123"
     plane.transport.close()
+
+
+def test_tenant_and_domain_mapping_extensions(harness):
+    simulator, transport = control_plane(harness)
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert wait_until(
+        lambda: "carbon.super" in harness.ran("CompleteTenantEvent").get("STRATOS_TENANT_LIST_JSON", ""))
+    mapping = events.DomainMappingAddedEvent(application_id="app-1", tenant_id=-1234, service_name="php",
+                                             cluster_id="php.domain", domain_name="shop.example.org",
+                                             context_path="/shop")
+    transport.publish(mapping.TOPIC, events.encode(mapping))
+    assert wait_until(lambda: harness.ran("DomainMappingAddedEvent").get("STRATOS_SUBSCRIPTION_DOMAIN_NAME")
+                      == "shop.example.org")
+    values = harness.ran("DomainMappingAddedEvent")
+    assert values["STRATOS_SUBSCRIPTION_TENANT_DOMAIN"] == "carbon.super"
+    assert values["STRATOS_SUBSCRIPTION_CONTEXT_PATH"] == "/shop"
+    assert values["STRATOS_SUBSCRIPTION_TENANT_ID"] == "-1234"
+    transport.close()
+    simulator.close()
