@@ -16,19 +16,50 @@ from tests.support.waiting import wait_until
 class Sink(LogPublisher):
     """A log publisher that keeps what it accepted and can be told to fail (a fake sink)."""
 
-    def __init__(self, streams=("logs", "health")):
-        super().__init__(PublisherConfig(plugin="fake", streams=tuple(streams)), None)
+    def __init__(self, streams=("logs", "health"), plugin="fake"):
+        super().__init__(PublisherConfig(plugin=plugin, streams=tuple(streams)), None)
         self.accepted: list[LogRecord] = []
+        self.batches: list[int] = []
+        self.attempts = 0
         self.down = False
+        self.during_publish = None  # called inside publish, before it succeeds or fails
+        self.flushed = self.closed = False
 
     def publish(self, batch, *, timeout=None):
+        self.attempts += 1
+        if self.during_publish is not None:
+            self.during_publish()
         if self.down:
             raise LogPublishError("fake", "sink is down")
+        self.batches.append(len(batch))
         self.accepted.extend(batch)
+
+    def flush(self, timeout=None):
+        self.flushed = True
+
+    def close(self, timeout=None):
+        self.closed = True
 
 
 def record(stream, n):
     return LogRecord(stream, float(n), {"n": n})
+
+
+def numbers(records):
+    return [r.fields["n"] for r in records]
+
+
+def file_publisher(path, streams=("logs", "health")):
+    return FileLogPublisher(PublisherConfig(plugin="file", streams=tuple(streams)),
+                            FileOptions(path=str(path)))
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def warnings(caplog, text):
+    return [r for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage()]
 
 
 @pytest.fixture
@@ -39,63 +70,191 @@ def scheduler():
     assert s.shutdown(5)
 
 
-def test_records_reach_only_the_publishers_of_their_stream_in_order(scheduler):
-    logs, health = Sink(["logs"]), Sink(["health"])
-    sink = RecordSink([logs, health], scheduler)
+def test_records_reach_only_the_publishers_of_their_stream_in_order(scheduler, tmp_path):
+    path = tmp_path / "health.jsonl"
+    logs, both, health_file = Sink(["logs"]), Sink(), file_publisher(path, ["health"])
+    sink = RecordSink([logs, both, health_file], scheduler)
     sink.emit([record("logs", 1), record("health", 2), record("logs", 3)])
+    sink.emit([record("health", 4), record("other", 5)])
+    assert sink.pending == {"fake[0]": 2, "fake[1]": 4, "file[2]": 2}
     sink.flush()
-    assert [r.fields["n"] for r in logs.accepted] == [1, 3]
-    assert [r.fields["n"] for r in health.accepted] == [2]
+    assert numbers(logs.accepted) == [1, 3]
+    assert numbers(both.accepted) == [1, 2, 3, 4]
+    assert [(line["stream"], line["fields"]["n"]) for line in lines(path)] == [("health", 2), ("health", 4)]
+    assert sink.pending == {"fake[0]": 0, "fake[1]": 0, "file[2]": 0}
 
 
-def test_a_failing_publisher_keeps_its_records_and_does_not_hold_up_the_others(scheduler, caplog):
-    caplog.set_level(logging.INFO)
-    failing, fine = Sink(), Sink()
+def test_batches_are_at_most_batch_size_and_keep_the_order(scheduler):
+    target = Sink()
+    sink = RecordSink([target], scheduler, batch_size=4)
+    sink.emit([record("logs", n) for n in range(10)])
+    sink.flush()
+    assert target.batches == [4, 4, 2]
+    assert numbers(target.accepted) == list(range(10))
+
+
+def test_a_failing_publisher_keeps_its_records_and_does_not_hold_up_the_others(scheduler, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="pca_core.records")
+    path = tmp_path / "records.jsonl"
+    failing, fine = Sink(), file_publisher(path)
     failing.down = True
     sink = RecordSink([failing, fine], scheduler)
     sink.emit([record("logs", 1), record("logs", 2)])
     sink.flush()
-    sink.flush()
-    assert [r.fields["n"] for r in fine.accepted] == [1, 2]
-    assert failing.accepted == [] and sink.pending["fake[0]"] == 2
-    assert sum("failed" in r.getMessage() for r in caplog.records) == 1  # once per outage
-    failing.down = False
     sink.emit([record("logs", 3)])
     sink.flush()
-    assert [r.fields["n"] for r in failing.accepted] == [1, 2, 3]
-    assert "recovered" in caplog.text
+    assert [line["fields"]["n"] for line in lines(path)] == [1, 2, 3]
+    assert failing.accepted == [] and sink.pending == {"fake[0]": 3, "file[1]": 0}
+    assert len(warnings(caplog, "fake[0] failed")) == 1  # once per outage
+    assert any(r.levelno == logging.DEBUG and "attempt 2 failed" in r.getMessage() for r in caplog.records)
+
+    failing.down = False
+    sink.emit([record("logs", 4)])
+    sink.flush()
+    assert numbers(failing.accepted) == [1, 2, 3, 4]  # exactly once, in order
+    assert any(r.levelno == logging.INFO and "fake[0] delivers again" in r.getMessage()
+               for r in caplog.records)
+    sink.flush()
+    assert numbers(failing.accepted) == [1, 2, 3, 4]
+    assert [line["fields"]["n"] for line in lines(path)] == [1, 2, 3, 4]
+
+    failing.down = True  # a second outage warns again
+    sink.emit([record("logs", 5)])
+    sink.flush()
+    assert len(warnings(caplog, "fake[0] failed")) == 2
 
 
-def test_overflow_drops_the_oldest_and_warns_once_per_episode(scheduler, caplog):
-    down = Sink()
+def test_the_periodic_flush_retries_a_failing_publisher_until_it_recovers(scheduler, tmp_path):
+    path = tmp_path / "records.jsonl"
+    failing, fine = Sink(), file_publisher(path)
+    failing.down = True
+    sink = RecordSink([failing, fine], scheduler, flush_interval=0.01)
+    sink.start()
+    sink.emit([record("logs", n) for n in range(3)])
+    assert wait_until(lambda: len(lines(path)) == 3)  # not held up by the failing one
+    assert wait_until(lambda: failing.attempts >= 3)
+    sink.emit([record("logs", 3)])
+    failing.down = False
+    assert wait_until(lambda: len(failing.accepted) == 4)
+    assert numbers(failing.accepted) == [0, 1, 2, 3]
+    assert [line["fields"]["n"] for line in lines(path)] == [0, 1, 2, 3]
+    sink.close(5)
+    assert numbers(failing.accepted) == [0, 1, 2, 3]
+
+
+def test_overflow_drops_the_oldest_and_warns_once_per_episode_with_the_count(scheduler, caplog):
+    caplog.set_level(logging.INFO, logger="pca_core.records")
+    down, other = Sink(), Sink(plugin="other")
     down.down = True
-    sink = RecordSink([down], scheduler, max_buffered=3)
-    with caplog.at_level(logging.WARNING):
-        sink.emit([record("logs", n) for n in range(5)])
-    assert sum("buffer full" in r.getMessage() for r in caplog.records) == 1
+    sink = RecordSink([down, other], scheduler, max_buffered=3)
+    sink.emit([record("logs", n) for n in range(3)])
+    sink.flush()
+    sink.emit([record("logs", 3), record("logs", 4)])
+    sink.flush()
+    sink.emit([record("logs", 5)])
+    sink.emit([record("logs", 6)])
+    assert sink.pending["fake[0]"] == 3 and sink.dropped == {"fake[0]": 4, "other[1]": 0}
     down.down = False
     sink.flush()
-    assert [r.fields["n"] for r in down.accepted] == [2, 3, 4]
-    assert "2 records were dropped" in caplog.text
+    assert numbers(down.accepted) == [4, 5, 6]
+    episode = warnings(caplog, "records were dropped")
+    assert len(episode) == 1
+    assert "fake[0]" in episode[0].getMessage() and "4 records were dropped" in episode[0].getMessage()
+
+    down.down = True  # a second episode gets its own warning and count
+    sink.emit([record("logs", n) for n in range(7, 10)])
+    sink.flush()
+    sink.emit([record("logs", 10), record("logs", 11)])
+    down.down = False
+    sink.flush()
+    assert numbers(down.accepted) == [4, 5, 6, 9, 10, 11]
+    assert [r.getMessage() for r in warnings(caplog, "records were dropped")][1:] == [
+        "log publisher fake[0]: 2 records were dropped, the oldest first, because its buffer of 3 was full"]
+    assert sink.dropped == {"fake[0]": 6, "other[1]": 0}
+    # The other publisher, which kept up, lost nothing.
+    assert numbers(other.accepted) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
 
 
-def test_the_periodic_flush_delivers_to_a_file(scheduler, tmp_path):
+def test_records_of_a_batch_being_published_are_dropped_only_if_the_batch_fails(scheduler, caplog):
+    caplog.set_level(logging.WARNING, logger="pca_core.records")
+    target = Sink()
+    sink = RecordSink([target], scheduler, max_buffered=3)
+    sink.emit([record("logs", n) for n in range(3)])
+    # A producer fills the buffer while the batch [0, 1, 2] is being published.
+    target.during_publish = lambda: sink.emit([record("logs", 3), record("logs", 4)])
+    sink.flush()
+    target.during_publish = None
+    assert numbers(target.accepted) == [0, 1, 2]  # delivered, so not lost
+    assert sink.dropped["fake[0]"] == 0 and warnings(caplog, "records were dropped") == []
+    sink.flush()
+    assert numbers(target.accepted) == [0, 1, 2, 3, 4]  # no duplicates
+
+    target.down = True
+    sink.emit([record("logs", n) for n in (5, 6, 7)])
+    target.during_publish = lambda: sink.emit([record("logs", 8)])
+    sink.flush()  # publishing [5, 6, 7] fails after 8 pushed 5 out meanwhile: that loss is real
+    assert sink.dropped["fake[0]"] == 1
+    target.down, target.during_publish = False, None
+    sink.flush()
+    assert numbers(target.accepted) == [0, 1, 2, 3, 4, 6, 7, 8]
+    assert len(warnings(caplog, "fake[0]: 1 records were dropped")) == 1
+
+
+def test_close_delivers_what_is_buffered_then_flushes_and_closes_the_publishers(scheduler, tmp_path):
     path = tmp_path / "records.jsonl"
-    publisher = FileLogPublisher(PublisherConfig(plugin="file"), FileOptions(path=str(path)))
-    sink = RecordSink([publisher], scheduler, flush_interval=0.01)
-    before = {t.name for t in threading.enumerate()}
+    target, on_file = Sink(), file_publisher(path)
+    sink = RecordSink([target, on_file], scheduler, flush_interval=3600)
+    sink.start()
+    sink.emit([record("logs", 1), record("health", 2)])
+    sink.close(5)
+    assert numbers(target.accepted) == [1, 2]
+    assert [line["fields"]["n"] for line in lines(path)] == [1, 2]
+    assert target.flushed and target.closed
+    assert sink.pending == {"fake[0]": 0, "file[1]": 0}
+    sink.close(5)  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        sink.emit([record("logs", 3)])
+
+
+def test_close_with_a_publisher_down_reports_what_is_lost_and_still_closes_it(scheduler, caplog):
+    caplog.set_level(logging.WARNING, logger="pca_core.records")
+    down = Sink()
+    down.down = True
+    sink = RecordSink([down], scheduler)
+    sink.emit([record("logs", 1), record("logs", 2)])
+    sink.close(5)
+    assert down.closed
+    assert len(warnings(caplog, "2 records could not be delivered before shutdown")) == 1
+
+
+def test_a_periodic_flush_never_runs_while_another_flush_does(scheduler):
+    target = Sink()
+    sink = RecordSink([target], scheduler, flush_interval=0.01)
+    task = sink.start()
+    sink.emit([record("logs", 1)])
+    seen = []
+
+    def while_publishing():
+        if not seen:  # the first publish: let periodic ticks fall due while it is running
+            runs = task.runs
+            seen.append(wait_until(lambda: task.runs >= runs + 3))
+            seen.append(target.attempts)
+
+    target.during_publish = while_publishing
+    sink.flush()
+    assert seen == [True, 1]  # the ticks ran and returned without publishing
+    assert numbers(target.accepted) == [1]
+    sink.close(5)
+    assert numbers(target.accepted) == [1]
+
+
+def test_the_sink_starts_no_thread_of_its_own(scheduler, tmp_path):
+    path = tmp_path / "records.jsonl"
+    sink = RecordSink([file_publisher(path)], scheduler, flush_interval=0.01)
+    before = set(threading.enumerate())
     sink.start()
     sink.emit([record("health", 7)])
-    assert wait_until(lambda: path.exists() and path.read_text().count("\n") == 1)
-    assert json.loads(path.read_text())["fields"] == {"n": 7}
-    assert {t.name for t in threading.enumerate()} == before
+    assert wait_until(lambda: len(lines(path)) == 1)
+    assert lines(path)[0] == {"stream": "health", "timestamp": 7.0, "fields": {"n": 7}}
+    assert set(threading.enumerate()) == before
     sink.close(5)
-
-
-def test_close_delivers_what_is_buffered(scheduler):
-    target = Sink()
-    sink = RecordSink([target], scheduler, flush_interval=3600)
-    sink.start()
-    sink.emit([record("logs", 1)])
-    sink.close(5)
-    assert [r.fields["n"] for r in target.accepted] == [1]
