@@ -12,13 +12,15 @@ Differences from Java, on purpose:
   first one, so one lost event stays lost. Here each one is decoded and the model is made equal to it,
   as if its entries had been added in order to an empty model; a complete event whose bytes equal those
   the model still reflects (the last complete event it applied, with no incremental change since) is
-  skipped without decoding, by a BLAKE2b digest, as reconciling it would change nothing. The
-  differences are reported with the changes the incremental events produce (removals first, then
-  additions and updates in the snapshot's order); ``SignupUpdated``, for a signup whose record changed,
-  is the one change no incremental event produces.
+  skipped without decoding, as reconciling it would change nothing (each model keeps that one payload
+  and compares bytes: :class:`~pca_core.model.SnapshotModel`). The differences are reported with the
+  changes the incremental events produce (removals first, then additions and updates in the snapshot's
+  order); ``SignupUpdated``, for a signup whose record changed, is the one change no incremental event
+  produces.
 - **Incremental events before the first complete event** follow Java: signup added/removed are applied
-  (Java has no INIT gate on them); domain mapping added/removed are dropped with a debug log until the
-  first complete signups event (Java's INIT gate on ``DomainMappingManager``, which only that event sets).
+  (Java has no INIT gate on them); domain mapping added/removed are dropped without being decoded (debug
+  log) until the first complete signups event (Java's INIT gate on ``DomainMappingManager``, which only
+  that event sets).
 - **A null ``domainMappings``** in a complete event counts as none (processors.md §13 #17: on master the
   NullPointerException meant domain mappings never initialized). A null ``clusterIds`` in
   ``ApplicationSignUpAddedEvent`` counts as none too (§13 #16; Java throws).
@@ -44,16 +46,14 @@ updated. Readers on other threads take the model's lock, so they never see half 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from pca_core import events
-from pca_core.observe import Observable
+from pca_core.model import SnapshotModel
 from pca_core.secret import Secret
 
 _log = logging.getLogger(__name__)
@@ -186,85 +186,26 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class _Model(Observable[C], Generic[C, K, V]):
-    """What both models share: a keyed store, the lock, complete-event digests, ``handle``/``apply``."""
+class _KeyedModel(SnapshotModel[C], Generic[C, K, V]):
+    """What both models share: records by key, reconciled with each complete signups event."""
 
-    _HANDLED: tuple[type[events.Event], ...] = ()
-    _WHAT = ""
+    COMPLETE = events.CompleteApplicationSignUpsEvent
+    _WHAT = ""  # what the records are, for the log
 
     def __init__(self) -> None:
         super().__init__()
-        self._lock = threading.RLock()
         self._records: dict[K, V] = {}
-        self._initialized = False
-        # The digest of the complete payload the model still reflects, or None once the model moved on
-        # (an incremental change, or a complete event applied without its bytes).
-        self._complete_digest: bytes | None = None
 
-    @property
-    def initialized(self) -> bool:
-        """Whether a ``CompleteApplicationSignUpsEvent`` was applied."""
-        with self._lock:
-            return self._initialized
-
-    def handle(self, topic: str, payload: bytes | str) -> list[C]:
-        """Decodes a message and applies it; events that are not this model's are ignored, undecoded.
-
-        A complete event whose bytes are those the model still reflects is skipped without decoding.
-
-        Returns:
-            The changes made, in order; empty when nothing changed.
-
-        Raises:
-            events.EventDecodeError: the topic names no Stratos event, or the payload does not decode as
-                that event. The model is unchanged.
-        """
-        cls = events.event_class(topic)
-        if cls not in self._HANDLED:
-            _log.debug("not a %s event, ignored: %s", self._WHAT, topic)
-            return []
-        with self._lock:
-            digest = None
-            if cls is events.CompleteApplicationSignUpsEvent:
-                data = payload.encode("utf-8") if isinstance(payload, str) else payload
-                digest = hashlib.blake2b(data, digest_size=16).digest()
-                if digest == self._complete_digest:
-                    _log.debug("complete signups event the %s model already reflects, skipped", self._WHAT)
-                    return []
-            changes = self._dispatch(events.decode(topic, payload), digest)
-        self._emit(changes)
-        return changes
-
-    def apply(self, event: events.Event) -> list[C]:
-        """Applies a decoded event; events that are not this model's are ignored.
-
-        Returns:
-            The changes made, in order; empty when nothing changed.
-        """
-        with self._lock:
-            changes = self._dispatch(event, None)
-        self._emit(changes)
-        return changes
-
-    def _dispatch(self, event: events.Event, digest: bytes | None) -> list[C]:
-        if not isinstance(event, self._HANDLED):
-            _log.debug("not a %s event, ignored: %s", self._WHAT, type(event).__name__)
-            return []
+    def _apply_event(self, event: events.Event) -> list[C] | None:
         if not isinstance(event, events.CompleteApplicationSignUpsEvent):
-            changes = self._apply_incremental(event)
-            if changes:
-                self._complete_digest = None  # the model no longer is that snapshot
-            return changes
+            return self._apply_incremental(event)
         if event.application_sign_ups is None:
             # Java throws on this; a snapshot without a list says nothing, so it changes nothing.
             _log.warning("CompleteApplicationSignUpsEvent without a signup list, ignored")
-            return []
+            return None
         changes = self._reconcile(self._wanted(event.application_sign_ups))
-        if not self._initialized:
-            self._initialized = True
+        if not self.initialized:  # this snapshot is the first: the base class sets the flag on return
             _log.info("%ss initialized: %d", self._WHAT, len(self._records))
-        # Without the payload's digest (apply() of a decoded event) no later payload may be skipped.
-        self._complete_digest = digest
         return changes
 
     def _reconcile(self, wanted: dict[K, V]) -> list[C]:
@@ -286,15 +227,16 @@ class _Model(Observable[C], Generic[C, K, V]):
         raise NotImplementedError
 
 
-class ApplicationSignupModel(_Model[SignupChange, tuple[str, int], Signup]):
+class ApplicationSignupModel(_KeyedModel[SignupChange, tuple[str, int], Signup]):
     """Application signups by (application id, tenant id), from the ``application/signup/#`` events.
 
     Every update returns the list of changes it made (empty when nothing changed) and tells the observers
     the same changes.
     """
 
-    _HANDLED = (events.CompleteApplicationSignUpsEvent, events.ApplicationSignUpAddedEvent,
-                events.ApplicationSignUpRemovedEvent)
+    HANDLED = frozenset({events.CompleteApplicationSignUpsEvent, events.ApplicationSignUpAddedEvent,
+                         events.ApplicationSignUpRemovedEvent})
+    GATED = False  # Java has no INIT gate on signup added/removed
     _WHAT = "signup"
 
     @property
@@ -314,7 +256,6 @@ class ApplicationSignupModel(_Model[SignupChange, tuple[str, int], Signup]):
             return [s for (app, _), s in self._records.items() if app == application_id]
 
     def _apply_incremental(self, event: events.Event) -> list[SignupChange]:
-        # No INIT gate: Java applies signup added/removed before the first complete event.
         if isinstance(event, events.ApplicationSignUpAddedEvent):
             if event.application_id is None or event.tenant_id is None:
                 _log.warning("ApplicationSignUpAddedEvent without application and tenant id, ignored: %r",
@@ -362,15 +303,16 @@ class ApplicationSignupModel(_Model[SignupChange, tuple[str, int], Signup]):
         return SignupRemoved(*key)
 
 
-class DomainMappingModel(_Model[DomainMappingChange, tuple[str, str], DomainMapping]):
+class DomainMappingModel(_KeyedModel[DomainMappingChange, tuple[str, str], DomainMapping]):
     """Domain mappings by (cluster id, domain name), from ``domain/mapping/#`` and the complete signups event.
 
     Every update returns the list of changes it made (empty when nothing changed) and tells the observers
     the same changes.
     """
 
-    _HANDLED = (events.CompleteApplicationSignUpsEvent, events.DomainMappingAddedEvent,
-                events.DomainMappingRemovedEvent)
+    HANDLED = frozenset({events.CompleteApplicationSignUpsEvent, events.DomainMappingAddedEvent,
+                         events.DomainMappingRemovedEvent})
+    GATED = True  # Java's INIT gate on DomainMappingManager, which only the complete signups event sets
     _WHAT = "domain mapping"
 
     @property
@@ -392,10 +334,6 @@ class DomainMappingModel(_Model[DomainMappingChange, tuple[str, str], DomainMapp
     def _apply_incremental(self, event: events.Event) -> list[DomainMappingChange]:
         assert isinstance(event, events.DomainMappingAddedEvent | events.DomainMappingRemovedEvent)
         name = type(event).__name__
-        if not self._initialized:
-            # Java's INIT gate: only a complete signups event initializes the domain mappings.
-            _log.debug("no complete signups event yet, %s dropped", name)
-            return []
         if event.cluster_id is None or event.domain_name is None:
             _log.warning("%s without cluster id and domain name, ignored: %r", name, event)
             return []

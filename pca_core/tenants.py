@@ -7,9 +7,10 @@ The model follows Stratos' ``TenantManager`` (``stratos/processors.md`` §8) wit
   equal to it; the differences are reported with the same changes the incremental events produce:
   removals first, then additions and domain changes in the snapshot's order. A complete event whose
   bytes equal those the model still reflects (the last complete event applied, with no incremental
-  change since) is skipped without decoding, by a BLAKE2b digest: reconciling it would change nothing.
-- **Before the first complete event, incremental events are dropped** (debug log), as Java's INIT gate
-  does: the snapshot asked for at startup is what the model starts from.
+  change since) is skipped without decoding: reconciling it would change nothing. The model keeps that
+  one payload and compares bytes (:class:`~pca_core.model.SnapshotModel`).
+- **Before the first complete event, incremental events are dropped** without being decoded (debug
+  log), as Java's INIT gate does: the snapshot asked for at startup is what the model starts from.
 - **Domains are re-keyed** (processors.md §13 #15): ``TenantUpdatedEvent`` moves the tenant to its new
   domain, and a ``TenantCreatedEvent`` for a known id with another domain is an update, so no stale
   domain key is left behind. A created or updated tenant that already has that domain changes nothing.
@@ -26,15 +27,13 @@ updated. Readers on other threads take the model's lock, so they never see half 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from pca_core import events
-from pca_core.observe import Observable
+from pca_core.model import SnapshotModel
 
 _log = logging.getLogger(__name__)
 
@@ -86,35 +85,24 @@ TenantChange = TenantAdded | TenantUpdated | TenantRemoved
 """What a :class:`TenantModel` reports to its observers."""
 
 
-def _digest(payload: bytes | str) -> bytes:
-    data = payload.encode("utf-8") if isinstance(payload, str) else payload
-    return hashlib.blake2b(data, digest_size=16).digest()
-
-
-class TenantModel(Observable[TenantChange]):
+class TenantModel(SnapshotModel[TenantChange]):
     """Tenants by id and by domain, from ``CompleteTenantEvent`` and the created/updated/removed events.
 
     Every update returns the list of changes it made (empty when nothing changed) and tells the observers
     the same changes.
     """
 
+    COMPLETE = events.CompleteTenantEvent
+    HANDLED = frozenset({events.CompleteTenantEvent, events.TenantCreatedEvent, events.TenantUpdatedEvent,
+                         events.TenantRemovedEvent})
+    GATED = True  # Java's INIT gate: the model starts from the snapshot requested at startup
+
     def __init__(self) -> None:
         super().__init__()
-        self._lock = threading.RLock()
         self._by_id: dict[int, Tenant] = {SUPER_TENANT_ID: Tenant(SUPER_TENANT_ID, SUPER_TENANT_DOMAIN)}
         # Domain -> id. Domains are unique in Stratos; should two tenants share one anyway, the key
         # follows the last one written and is removed only by the tenant it points to.
         self._by_domain: dict[str, int] = {SUPER_TENANT_DOMAIN: SUPER_TENANT_ID}
-        self._initialized = False
-        # The digest of the complete payload the model still reflects, or None once the model moved on
-        # (an incremental change, or a complete event applied without its bytes).
-        self._complete_digest: bytes | None = None
-
-    @property
-    def initialized(self) -> bool:
-        """Whether a complete event was applied (incremental events are dropped until then)."""
-        with self._lock:
-            return self._initialized
 
     @property
     def tenants(self) -> Mapping[int, Tenant]:
@@ -133,63 +121,14 @@ class TenantModel(Observable[TenantChange]):
             tenant_id = self._by_domain.get(domain)
             return None if tenant_id is None else self._by_id.get(tenant_id)
 
-    def handle(self, topic: str, payload: bytes | str) -> list[TenantChange]:
-        """Decodes a message of the ``tenant/#`` tree and applies it.
-
-        A complete event whose bytes are those the model still reflects is skipped without decoding.
-        Events of other trees are ignored without being decoded.
-
-        Returns:
-            The changes made, in order; empty when nothing changed.
-
-        Raises:
-            events.EventDecodeError: the topic names no Stratos event, or the payload does not decode as
-                that event. The model is unchanged.
-        """
-        cls = events.event_class(topic)
-        if cls not in _HANDLED:
-            _log.debug("not a tenant event, ignored: %s", topic)
-            return []
-        with self._lock:
-            digest = None
-            if cls is events.CompleteTenantEvent:
-                digest = _digest(payload)
-                if digest == self._complete_digest:
-                    _log.debug("complete tenant event the model already reflects, skipped")
-                    return []
-            changes = self._apply(events.decode(topic, payload), digest)
-        self._emit(changes)
-        return changes
-
-    def apply(self, event: events.Event) -> list[TenantChange]:
-        """Applies a decoded event; events of other trees are ignored.
-
-        Returns:
-            The changes made, in order; empty when nothing changed.
-        """
-        with self._lock:
-            changes = self._apply(event, None)
-        self._emit(changes)
-        return changes
-
     # -- applying, with the lock held --------------------------------------------------------------
 
-    def _apply(self, event: events.Event, digest: bytes | None) -> list[TenantChange]:
+    def _apply_event(self, event: events.Event) -> list[TenantChange] | None:
         if isinstance(event, events.CompleteTenantEvent):
-            return self._apply_complete(event, digest)
-        changes = self._apply_incremental(event)
-        if changes:
-            self._complete_digest = None  # the model no longer is that snapshot
-        return changes
+            return self._apply_complete(event)
+        return self._apply_incremental(event)
 
     def _apply_incremental(self, event: events.Event) -> list[TenantChange]:
-        if not isinstance(event, _HANDLED):
-            _log.debug("not a tenant event, ignored: %s", type(event).__name__)
-            return []
-        if not self._initialized:
-            # Java's INIT gate: the model starts from the snapshot requested at startup.
-            _log.debug("no complete tenant event yet, %s dropped", type(event).__name__)
-            return []
         if isinstance(event, events.TenantCreatedEvent):
             tenant = _tenant(event.tenant)
             if tenant is None:
@@ -210,11 +149,11 @@ class TenantModel(Observable[TenantChange]):
             return []
         return [self._remove(event.tenant_id)]
 
-    def _apply_complete(self, event: events.CompleteTenantEvent, digest: bytes | None) -> list[TenantChange]:
+    def _apply_complete(self, event: events.CompleteTenantEvent) -> list[TenantChange] | None:
         if event.tenants is None:
             # Java throws here and stays uninitialized; a snapshot without a list says nothing.
             _log.warning("CompleteTenantEvent without a tenant list, ignored")
-            return []
+            return None
         # The super tenant is part of every snapshot, as the Java manager never loses it.
         wanted = {SUPER_TENANT_ID: Tenant(SUPER_TENANT_ID, SUPER_TENANT_DOMAIN)}
         for record in event.tenants:
@@ -228,11 +167,8 @@ class TenantModel(Observable[TenantChange]):
         ]
         for tenant in wanted.values():
             changes.extend(self._put(tenant))
-        if not self._initialized:
-            self._initialized = True
+        if not self.initialized:  # this snapshot is the first: the base class sets the flag on return
             _log.info("tenants initialized: %d tenants", len(self._by_id))
-        # Without the payload's digest (apply() of a decoded event) no later payload may be skipped.
-        self._complete_digest = digest
         return changes
 
     def _put(self, tenant: Tenant) -> list[TenantChange]:
@@ -258,10 +194,6 @@ class TenantModel(Observable[TenantChange]):
         # Only the tenant the key points to may remove it (see the note on _by_domain).
         if self._by_domain.get(tenant.domain) == tenant.tenant_id:
             del self._by_domain[tenant.domain]
-
-
-_HANDLED = (events.CompleteTenantEvent, events.TenantCreatedEvent, events.TenantUpdatedEvent,
-            events.TenantRemovedEvent)
 
 
 def _tenant(record: events.Tenant | None) -> Tenant | None:

@@ -33,12 +33,11 @@ dispatcher); another thread that reads more than one value should hold :attr:`To
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from pca_core import events
 from pca_core.events import (
@@ -53,7 +52,7 @@ from pca_core.events import (
     Service,
     Topology,
 )
-from pca_core.observe import Observable
+from pca_core.model import SnapshotModel
 
 __all__ = [
     "ClusterAdded", "ClusterInstanceAdded", "ClusterInstanceRemoved", "ClusterInstanceStatusChanged",
@@ -249,13 +248,17 @@ def _take_activated_fields(member: Member, event: events.MemberActivatedEvent) -
 # --- The model --------------------------------------------------------------------------------------------
 
 
-class TopologyModel(Observable[TopologyChange]):
+class TopologyModel(SnapshotModel[TopologyChange]):
     """The agent's view of the Stratos topology, kept from the ``topology/#`` events.
 
     Each update returns the changes it made and then tells them to the observers (see
     :class:`~pca_core.observe.Observable`), in the same order: a parent's ``Added`` before its children's,
     children's ``Removed`` before their parent's. An update that changes nothing announces nothing.
     """
+
+    COMPLETE = CompleteTopologyEvent
+    GATED = True  # Java's gate: nothing but a complete topology is applied before the first one
+    # HANDLED is the set of keys of _HANDLERS, the table at the end of the class.
 
     def __init__(self) -> None:
         super().__init__()
@@ -264,24 +267,8 @@ class TopologyModel(Observable[TopologyChange]):
         self._members: dict[str, Member] = {}
         self._topology = Topology(service_map=self._services, cluster_map=self._clusters)
         self._services_view: Mapping[str, Service] = MappingProxyType(self._services)
-        self._initialized = False
-        # The complete-topology payload the model currently reflects, or None once the model has moved
-        # on (an incremental change, or a snapshot that came without its bytes). The bytes themselves are
-        # kept, one message at most: comparing them costs a memcmp, ~30x less than hashing them.
-        self._snapshot: bytes | None = None
-        self._lock = threading.RLock()
 
     # --- Reading -----------------------------------------------------------------------------------------
-
-    @property
-    def initialized(self) -> bool:
-        """Whether a complete topology has been applied (until then, incremental events are ignored)."""
-        return self._initialized
-
-    @property
-    def lock(self) -> threading.RLock:
-        """Held during each update; hold it to read several values consistently from another thread."""
-        return self._lock
 
     @property
     def services(self) -> Mapping[str, Service]:
@@ -315,67 +302,18 @@ class TopologyModel(Observable[TopologyChange]):
 
     # --- Updating ----------------------------------------------------------------------------------------
 
-    def handle(self, topic: str, payload: bytes | str) -> list[TopologyChange]:
-        """Decodes one message of ``topology/#`` and applies it.
-
-        A complete topology is skipped without being decoded when its bytes are those of the last one
-        applied and no event has changed the model since. Events of other trees, and incremental events
-        before the first complete topology, are ignored without being decoded.
-
-        Returns:
-            The changes made, which observers have also been told.
-
-        Raises:
-            events.EventDecodeError: the topic names no event, or the payload is not that event's JSON.
-        """
-        cls = events.event_class(topic)
-        if cls not in _HANDLERS:
-            return []
-        snapshot = None
-        if cls is not CompleteTopologyEvent:
-            if not self._initialized:
-                return []  # Java's gate, too, comes before parsing
-        else:
-            snapshot = payload.encode() if isinstance(payload, str) else payload
-            if snapshot == self._snapshot:
-                _log.debug("complete topology unchanged since it was applied; skipped")
-                return []
-        return self._update(events.decode(topic, payload), snapshot)
-
-    def apply(self, event: events.Event) -> list[TopologyChange]:
-        """Applies an already decoded event; events of other chains than the topology are ignored.
-
-        Returns:
-            The changes made, which observers have also been told.
-        """
-        return self._update(event, None)
-
-    def _update(self, event: events.Event, snapshot: bytes | None) -> _Changes:
-        handler = _HANDLERS.get(type(event))
-        if handler is None:
-            return []
-        with self._lock:
-            if not self._initialized and handler is not _complete_topology:
-                return []
-            changes = handler(self, event)
-            if handler is _complete_topology:
-                self._snapshot = snapshot
-            elif changes:
-                self._snapshot = None
-        if changes:
-            self._emit(changes)
-        return changes
+    def _apply_event(self, event: events.Event) -> _Changes | None:
+        return self._HANDLERS[type(event)](self, event)
 
     # --- Complete topology: reconciliation ---------------------------------------------------------------
 
-    def _complete_topology(self, event: CompleteTopologyEvent) -> _Changes:
+    def _complete_topology(self, event: CompleteTopologyEvent) -> _Changes | None:
         topology = event.topology
         if topology is None or topology.service_map is None:
             _log.warning("CompleteTopologyEvent without topology.serviceMap ignored")
-            return []
+            return None  # says nothing: the model stays uninitialized if it was
         changes = self._reconcile(topology.service_map)
-        if not self._initialized:
-            self._initialized = True
+        if not self.initialized:  # this snapshot is the first: the base class sets the flag on return
             _log.info("topology initialized: %d services, %d clusters, %d members",
                       len(self._services), len(self._clusters), len(self._members))
         return changes
@@ -761,35 +699,33 @@ class TopologyModel(Observable[TopologyChange]):
         return changes
 
 
-_complete_topology = TopologyModel._complete_topology
+    # --- The handler of each event; HANDLED is their classes --------------------------------------------
 
-# The handler of each topology event; any other event changes nothing here.
-_HANDLERS: dict[type[events.Event], Callable[[TopologyModel, Any], _Changes]] = {
-    events.CompleteTopologyEvent: _complete_topology,
-    events.ServiceCreatedEvent: TopologyModel._service_created,
-    events.ServiceRemovedEvent: TopologyModel._service_removed,
-    events.ApplicationClustersCreatedEvent: TopologyModel._application_clusters_created,
-    events.ApplicationClustersRemovedEvent: TopologyModel._application_clusters_removed,
-    events.ClusterCreatedEvent: TopologyModel._cluster_created,
-    events.ClusterRemovedEvent: TopologyModel._cluster_removed,
-    events.ClusterInstanceCreatedEvent: TopologyModel._cluster_instance_created,
-    events.ClusterInstanceActivatedEvent: TopologyModel._cluster_instance_activated,
-    events.ClusterInstanceInactivateEvent: partial(TopologyModel._cluster_instance_moved,
-                                                   status=ClusterStatus.INACTIVE.value),
-    events.ClusterInstanceTerminatingEvent: partial(TopologyModel._cluster_instance_moved,
-                                                    status=ClusterStatus.TERMINATING.value),
-    events.ClusterResetEvent: partial(TopologyModel._cluster_instance_moved,
-                                      status=ClusterStatus.CREATED.value),
-    events.ClusterInstanceTerminatedEvent: TopologyModel._cluster_instance_terminated,
-    events.MemberCreatedEvent: TopologyModel._member_created,
-    events.MemberInitializedEvent: partial(TopologyModel._member_moved, status=MemberStatus.INITIALIZED.value,
-                                           take_fields=_take_initialized_fields),
-    events.MemberStartedEvent: partial(TopologyModel._member_moved, status=MemberStatus.STARTING.value),
-    events.MemberActivatedEvent: TopologyModel._member_activated,
-    events.MemberMaintenanceModeEvent: partial(TopologyModel._member_moved,
-                                               status=MemberStatus.IN_MAINTENANCE.value),
-    events.MemberReadyToShutdownEvent: partial(TopologyModel._member_moved,
-                                               status=MemberStatus.READY_TO_SHUT_DOWN.value),
-    events.MemberSuspendedEvent: partial(TopologyModel._member_moved, status=MemberStatus.SUSPENDED.value),
-    events.MemberTerminatedEvent: TopologyModel._member_terminated,
-}
+    _HANDLERS: ClassVar[Mapping[type[events.Event], Callable[..., _Changes | None]]] = MappingProxyType({
+        events.CompleteTopologyEvent: _complete_topology,
+        events.ServiceCreatedEvent: _service_created,
+        events.ServiceRemovedEvent: _service_removed,
+        events.ApplicationClustersCreatedEvent: _application_clusters_created,
+        events.ApplicationClustersRemovedEvent: _application_clusters_removed,
+        events.ClusterCreatedEvent: _cluster_created,
+        events.ClusterRemovedEvent: _cluster_removed,
+        events.ClusterInstanceCreatedEvent: _cluster_instance_created,
+        events.ClusterInstanceActivatedEvent: _cluster_instance_activated,
+        events.ClusterInstanceInactivateEvent: partial(_cluster_instance_moved,
+                                                       status=ClusterStatus.INACTIVE.value),
+        events.ClusterInstanceTerminatingEvent: partial(_cluster_instance_moved,
+                                                        status=ClusterStatus.TERMINATING.value),
+        events.ClusterResetEvent: partial(_cluster_instance_moved, status=ClusterStatus.CREATED.value),
+        events.ClusterInstanceTerminatedEvent: _cluster_instance_terminated,
+        events.MemberCreatedEvent: _member_created,
+        events.MemberInitializedEvent: partial(_member_moved, status=MemberStatus.INITIALIZED.value,
+                                               take_fields=_take_initialized_fields),
+        events.MemberStartedEvent: partial(_member_moved, status=MemberStatus.STARTING.value),
+        events.MemberActivatedEvent: _member_activated,
+        events.MemberMaintenanceModeEvent: partial(_member_moved, status=MemberStatus.IN_MAINTENANCE.value),
+        events.MemberReadyToShutdownEvent: partial(_member_moved,
+                                                   status=MemberStatus.READY_TO_SHUT_DOWN.value),
+        events.MemberSuspendedEvent: partial(_member_moved, status=MemberStatus.SUSPENDED.value),
+        events.MemberTerminatedEvent: _member_terminated,
+    })
+    HANDLED = frozenset(_HANDLERS)

@@ -142,6 +142,20 @@ def test_a_complete_event_applied_directly_forgets_the_last_payload(signups):
     assert signups.handle(COMPLETE, sample("CompleteApplicationSignUpsEvent")) == [SignupAdded(APP, 1)]
 
 
+def test_a_complete_event_without_a_list_changes_nothing_and_initializes_nothing(signups, mappings,
+                                                                                 monkeypatch):
+    body = b'{"applicationSignUps":null}'
+    for fresh in (ApplicationSignupModel(), DomainMappingModel()):
+        assert fresh.handle(COMPLETE, body) == []
+        assert not fresh.initialized
+    # The loaded models still reflect the sample, so the sample is still skipped.
+    assert signups.handle(COMPLETE, body) == []
+    assert mappings.handle(COMPLETE, body) == []
+    monkeypatch.setattr(events, "decode", pytest.fail)
+    assert signups.handle(COMPLETE, sample("CompleteApplicationSignUpsEvent")) == []
+    assert mappings.handle(COMPLETE, sample("CompleteApplicationSignUpsEvent")) == []
+
+
 def test_a_differing_complete_event_makes_the_same_signup_changes_as_the_incremental_events(signups):
     incremental = ApplicationSignupModel()
     incremental.handle(COMPLETE, sample("CompleteApplicationSignUpsEvent"))
@@ -270,6 +284,14 @@ def test_domain_mapping_events_before_the_first_complete_event_are_dropped(name)
     assert m.handle(f"domain/mapping/{name}", sample(name)) == []
     assert dict(m.mappings) == {}
     assert seen == []
+
+
+def test_the_domain_mapping_gate_comes_before_decoding_and_holds_for_decoded_events_too(monkeypatch):
+    m = DomainMappingModel()
+    monkeypatch.setattr(events, "decode", pytest.fail)
+    assert m.handle(events.DomainMappingAddedEvent.TOPIC, b"not even JSON") == []
+    assert m.apply(mapping_added(PHP, SHOP)) == []
+    assert dict(m.mappings) == {}
 
 
 def test_the_added_and_removed_samples(mappings):

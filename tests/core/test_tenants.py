@@ -107,6 +107,16 @@ def test_a_complete_event_applied_directly_forgets_the_last_payload(model):
     assert model.handle(COMPLETE, sample("CompleteTenantEvent")) == [TenantAdded(2, "globex.example.org")]
 
 
+def test_a_complete_event_without_a_list_changes_nothing_and_initializes_nothing(model, monkeypatch):
+    m = TenantModel()
+    assert m.handle(COMPLETE, b'{"tenants":null}') == []
+    assert not m.initialized
+    # The loaded model still reflects the sample, so the sample is still skipped.
+    assert model.handle(COMPLETE, b'{"tenants":null}') == []
+    monkeypatch.setattr(events, "decode", pytest.fail)
+    assert model.handle(COMPLETE, sample("CompleteTenantEvent")) == []
+
+
 def test_a_differing_complete_event_makes_the_same_changes_as_the_incremental_events(model):
     incremental = TenantModel()
     incremental.handle(COMPLETE, sample("CompleteTenantEvent"))
@@ -171,6 +181,15 @@ def test_incomplete_tenant_records_in_a_complete_event_are_skipped():
 def test_incremental_events_before_the_first_complete_event_are_dropped(event):
     m = TenantModel()
     assert send(m, event) == []
+    assert contents(m) == {SUPER_TENANT_ID: SUPER_TENANT_DOMAIN}
+
+
+def test_the_gate_comes_before_decoding_and_holds_for_decoded_events_too(monkeypatch):
+    m = TenantModel()
+    event = created(3, "initech.example.net")
+    monkeypatch.setattr(events, "decode", pytest.fail)
+    assert m.handle(event.TOPIC, b"not even JSON") == []  # as in Java, the gate comes before parsing
+    assert m.apply(event) == []
     assert contents(m) == {SUPER_TENANT_ID: SUPER_TENANT_DOMAIN}
 
 
@@ -294,6 +313,12 @@ def test_a_failing_observer_does_not_break_the_model_or_the_other_observers(mode
     assert seen == [TenantAdded(3, "initech.example.net")]
     assert model.tenant(3) == Tenant(3, "initech.example.net")
     assert send(model, events.TenantRemovedEvent(tenant_id=3)) == [TenantRemoved(3, "initech.example.net")]
+
+
+def test_the_lock_is_held_by_updates_and_reentrant(model):
+    with model.lock:  # a reader holding it may call the lookups, which take it too
+        assert model.tenant(1) == Tenant(1, "acme.example.com")
+        assert send(model, events.TenantRemovedEvent(tenant_id=1)) == [TenantRemoved(1, "acme.example.com")]
 
 
 def test_observers_see_the_model_already_updated(model):

@@ -628,6 +628,14 @@ def test_a_different_payload_with_the_same_content_is_decoded_and_changes_nothin
     assert decodes == [COMPLETE]
 
 
+def test_a_snapshot_without_a_service_map_leaves_the_last_one_skippable(model, decodes):
+    assert model.handle(COMPLETE, b'{"topology":{}}') == []
+    assert decodes == [COMPLETE]
+    # It changed nothing, so the model still is the main sample, which is still skipped.
+    assert model.handle(COMPLETE, sample("topology.CompleteTopologyEvent")) == []
+    assert decodes == [COMPLETE]
+
+
 def test_the_same_snapshot_again_after_an_incremental_change_is_reconciled(model):
     # The kept snapshot only stands for the model while no event has changed it since: a late event that the
     # snapshot already contradicted is undone by the next copy of that snapshot.
