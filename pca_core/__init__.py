@@ -2,6 +2,7 @@
 
 from pca_core._version import __version__
 from pca_core.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
+from pca_core.config import TlsConfig, TransportConfig
 from pca_core.errors import (
     ArtifactSyncError,
     AuthenticationError,
@@ -20,7 +21,7 @@ from pca_core.event_handler import EventHandler, HandlerContext
 from pca_core.log_publisher import LogPublisher, LogRecord
 from pca_core.plugin import PLUGIN_API_VERSION, Plugin, PluginOptions
 from pca_core.secret import Secret
-from pca_core.topics import topic_matches
+from pca_core.topics import topic_matches, validate_pattern, validate_topic
 from pca_core.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
 
 __all__ = [
@@ -51,8 +52,12 @@ __all__ = [
     "Secret",
     "Subscription",
     "SyncResult",
+    "TlsConfig",
     "Transport",
+    "TransportConfig",
     "TransportError",
     "__version__",
     "topic_matches",
+    "validate_pattern",
+    "validate_topic",
 ]

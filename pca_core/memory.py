@@ -1,9 +1,12 @@
 """The ``memory`` transport: in-process publish/subscribe with MQTT topic semantics.
 
-Transports created with the same ``bus`` option share one in-process broker, so an agent and a simulated
-control plane in one process can talk to each other. Delivery is synchronous: ``publish`` calls every
-matching subscriber's handler before it returns, which is how a broker that has accepted a QoS 1 message
-behaves from the publisher's point of view.
+Transports that join the same bus share one in-process broker, so an agent and a simulated control plane
+in one process can talk to each other. A bus is named by ``memory://<bus>`` URLs in ``transport.urls``
+(the first bus that is up when ``connect`` is called wins, in list order) or, when there are no URLs, by
+the ``bus`` option. A transport stays on its bus: during an outage of that bus it reports ``LOST`` and
+waits for the bus to come back. Delivery is synchronous: ``publish`` calls every matching subscriber's
+handler before it returns, which is how a broker that has accepted a QoS 1 message behaves from the
+publisher's point of view.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import threading
 import weakref
 from typing import Any
 
-from pca_core.errors import ConnectionFailed, TransportError
+from pca_core.errors import ConfigError, ConnectionFailed, TransportError
 from pca_core.plugin import PluginOptions
 from pca_core.topics import topic_matches, validate_pattern, validate_topic
 from pca_core.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
@@ -25,7 +28,7 @@ class MemoryOptions(PluginOptions):
     """Options of the ``memory`` transport.
 
     Attributes:
-        bus: the name of the in-process broker to join.
+        bus: the name of the in-process broker to join when ``transport.urls`` is empty.
     """
 
     bus: str = "default"
@@ -85,6 +88,22 @@ def set_available(bus: str, available: bool) -> None:
         transport._set_state(state, error)
 
 
+SCHEME = "memory://"
+"""The URL scheme of the memory transport: ``memory://<bus>``."""
+
+
+def bus_name(url: str) -> str:
+    """The bus a ``memory://<bus>`` URL names.
+
+    Raises:
+        ValueError: ``url`` is not a ``memory://`` URL, or names no bus.
+    """
+    scheme, sep, name = url.partition("://")
+    if not sep or scheme.lower() != "memory" or not name:
+        raise ValueError(f"not a memory transport URL: {url!r} (expected {SCHEME}<bus>)")
+    return name
+
+
 def _bus(name: str) -> _Bus:
     with _buses_lock:
         bus = _buses.get(name)
@@ -94,29 +113,44 @@ def _bus(name: str) -> _Bus:
 
 
 class MemoryTransport(Transport):
-    """An in-process transport for tests and the demo; it passes the same conformance suite."""
+    """An in-process transport for tests and the demo; it passes the same conformance suite.
+
+    Raises:
+        ConfigError: ``config.urls`` holds a URL that is not ``memory://<bus>``.
+    """
 
     capabilities = frozenset({"qos1", "wildcards"})
     Options = MemoryOptions
 
     def __init__(self, config: Any, options: MemoryOptions) -> None:
         super().__init__(config, options)
+        urls = tuple(getattr(config, "urls", ()) or ())
+        try:
+            self._bus_names = tuple(bus_name(url) for url in urls) or (options.bus,)
+        except ValueError as exc:
+            raise ConfigError("transport configuration", "transport.urls", str(exc)) from None
         self._lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
         self._bus: _Bus | None = None
+        self._bus_name = self._bus_names[0]
         self._closed = False
 
     def connect(self, timeout: float | None = None) -> None:
-        """Joins the bus and restores the subscriptions made so far."""
+        """Joins the first bus of the list that is up, and restores the subscriptions made so far."""
         with self._lock:
             if self._closed:
                 raise TransportError("memory", "memory transport: connect after close")
             if self._bus is not None:
                 return
-            bus = _bus(self.options.bus)
-            if not bus.available:
-                raise ConnectionFailed("memory", f"memory bus {self.options.bus!r} is down")
-            self._bus = bus
+            for name in self._bus_names:  # failover: the first bus that is up, in list order
+                bus = _bus(name)
+                if bus.available:
+                    break
+            else:
+                down = ", ".join(repr(n) for n in self._bus_names)
+                raise ConnectionFailed("memory", f"memory bus {down} is down" if len(self._bus_names) == 1
+                                       else f"every memory bus is down: {down}")
+            self._bus, self._bus_name = bus, name
             for subscription in self._subscriptions:
                 bus.add(self, subscription)
             bus.members.add(self)
@@ -132,7 +166,7 @@ class MemoryTransport(Transport):
         if bus is None:
             raise TransportError("memory", "memory transport: publish while not connected")
         if not bus.available:
-            raise ConnectionFailed("memory", f"memory bus {self.options.bus!r} is down")
+            raise ConnectionFailed("memory", f"memory bus {self._bus_name!r} is down")
         bus.deliver(Message(topic, payload))
 
     def subscribe(self, pattern: str, handler: Handler, *, qos: QoS = QoS.AT_LEAST_ONCE) -> Subscription:

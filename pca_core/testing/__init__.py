@@ -1,0 +1,58 @@
+"""Public test helpers for plugin authors: the transport conformance suite and what it needs.
+
+Importing these needs pytest. The pytest plugin :mod:`pca_core.testing.plugin` is registered through the
+``pytest11`` entry point, so nothing has to be enabled by hand. The names are imported on first use, so
+that loading that plugin in every pytest run imports neither the suite nor any transport.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+# Asked for before the suite's modules are imported, so that a failing check shows its values even from
+# an editable install (pytest only rewrites the files a wheel lists).
+pytest.register_assert_rewrite("pca_core.testing.transport", "pca_core.testing.waiting")
+
+if TYPE_CHECKING:
+    from pca_core.testing.broker import Broker
+    from pca_core.testing.memory import MemoryBroker
+    from pca_core.testing.transport import TransportConformance, TransportFactory, requires
+    from pca_core.testing.waiting import Inbox, StateLog, wait_until
+
+__all__ = [
+    "Broker",
+    "Inbox",
+    "MemoryBroker",
+    "StateLog",
+    "TransportConformance",
+    "TransportFactory",
+    "requires",
+    "wait_until",
+]
+
+_MODULES = {
+    "Broker": "broker",
+    "Inbox": "waiting",
+    "MemoryBroker": "memory",
+    "StateLog": "waiting",
+    "TransportConformance": "transport",
+    "TransportFactory": "transport",
+    "requires": "transport",
+    "wait_until": "waiting",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
