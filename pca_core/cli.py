@@ -143,14 +143,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    import msgspec
+
     from pca_core import discovery
     from pca_core.plugin import parse_options
     from pca_core.simulator import Simulator
 
     config = _load(args)
     cls = discovery.load_plugin(discovery.TRANSPORTS, config.transport.plugin)
-    transport = cls(config.transport, parse_options(cls, config.transport.options, source=args.config,
-                                                    key="transport.options"))
+    # A client of its own beside the agent's: the agent's client id would make the broker drop one of them.
+    options = parse_options(cls, config.transport.options, source=args.config, key="transport.options")
+    transport = cls(msgspec.structs.replace(config.transport, client_id=None), options)
     stop = threading.Event()
     install_signal_handlers(stop)
     transport.connect(timeout=config.transport.connect_timeout)

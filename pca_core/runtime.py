@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from pca_core import discovery
 from pca_core.artifact_repo import ArtifactRepo
 from pca_core.config import Config
@@ -72,9 +74,14 @@ class Runtime:
             ConfigError: a plugin's options are invalid.
         """
         cfg = self.config
+        transport_config = cfg.transport
+        if transport_config.client_id is None and cfg.identity.member_id:
+            # Stable across restarts, so a persistent session (where the plugin offers one) is resumed.
+            transport_config = msgspec.structs.replace(transport_config,
+                                                       client_id=f"pca-{cfg.identity.member_id}")
         self.transport = _instantiate(
-            discovery.TRANSPORTS, cfg.transport.plugin, cfg.transport.options, source=self.source,
-            key="transport.options", make=lambda cls, options: cls(cfg.transport, options))
+            discovery.TRANSPORTS, transport_config.plugin, transport_config.options, source=self.source,
+            key="transport.options", make=lambda cls, options: cls(transport_config, options))
         for i, publisher in enumerate(cfg.publishers):
             self.publishers.append(_instantiate(
                 discovery.LOG_PUBLISHERS, publisher.plugin, publisher.options, source=self.source,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from pca_core import events
 from pca_core.dispatcher import Dispatcher
+from pca_core.errors import TransportError
 from pca_core.payload import Identity
 from pca_core.transport import Message, Transport
 
@@ -68,7 +69,10 @@ class Simulator:
 
     def _send(self, event: events.Event) -> None:
         self.say(f"control  -> {event.TOPIC}")
-        self.transport.publish(event.TOPIC, events.encode(event))
+        try:
+            self.transport.publish(event.TOPIC, events.encode(event))
+        except TransportError as exc:  # the broker went away: say so, as the real control plane would log it
+            self.say(f"control  !! {event.TOPIC} not sent: {exc}")
 
     def _on_message(self, message: Message) -> None:
         name = message.topic.rpartition("/")[2]

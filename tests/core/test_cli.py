@@ -76,7 +76,6 @@ def test_config_check_prints_the_legacy_defaults_with_passwords_masked(tmp_path)
     assert 'TOKEN = "***"' in out
     for secret in ("mb-Pa55", "th-Pa55", "c2VjcmV0"):
         assert secret not in out + result.stderr
-    assert "pip install pca-mqtt" in result.stderr  # not installed here: said, but not an error
     assert "configuration is valid" in result.stderr
 
 

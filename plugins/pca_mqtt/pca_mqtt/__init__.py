@@ -1,0 +1,8 @@
+"""pca-mqtt: the MQTT transport of pca, on paho-mqtt."""
+
+from pca_mqtt.transport import MqttOptions, MqttTransport
+from pca_mqtt.urls import BrokerUrl, parse_url
+
+__version__ = "0.1.0"
+
+__all__ = ["BrokerUrl", "MqttOptions", "MqttTransport", "__version__", "parse_url"]

@@ -1,0 +1,67 @@
+"""Test-owned Mosquitto brokers (plain, TLS, with passwords) and a factory of mqtt transports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pca_mqtt import MqttOptions, MqttTransport
+
+from pca_core.config import TlsConfig, TransportConfig
+from tests.support.certs import TestCA
+from tests.support.mosquitto import Mosquitto
+
+FAST = {"reconnect_delays": (0.05, 0.1, 0.2), "jitter": 0.1}
+"""Reconnect options that keep tests short (the default schedule starts at 2 s)."""
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def server_cert(test_ca):
+    return test_ca.issue("localhost")
+
+
+def _started(broker: Mosquitto) -> Iterator[Mosquitto]:
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A plain Mosquitto of the test's own, on a free port."""
+    yield from _started(Mosquitto(tmp_path / "mosquitto"))
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, test_ca, server_cert) -> Iterator[Mosquitto]:
+    """A TLS-only Mosquitto whose certificate (localhost, 127.0.0.1) is signed by ``test_ca``."""
+    yield from _started(Mosquitto(tmp_path / "mosquitto-tls", tls=server_cert, ca_file=test_ca.ca_file))
+
+
+@pytest.fixture
+def make_mqtt():
+    """``make_mqtt(*urls, **settings)``: a transport closed at the end of the test.
+
+    Settings go to TransportConfig or MqttOptions by name; reconnects are fast unless overridden.
+    """
+    made: list[MqttTransport] = []
+    option_names = set(MqttOptions.__struct_fields__)
+
+    def make(*urls: str, tls: TlsConfig | None = None, **settings) -> MqttTransport:
+        options = {**FAST, **{k: v for k, v in settings.items() if k in option_names}}
+        config = {k: v for k, v in settings.items() if k not in option_names}
+        transport = MqttTransport(TransportConfig(urls=urls, tls=tls, **config), MqttOptions(**options))
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        transport.close(5.0)
