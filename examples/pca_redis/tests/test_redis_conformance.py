@@ -1,0 +1,11 @@
+"""pca's transport conformance suite, run against the redis plugin and test-owned redis-server processes.
+
+The ``broker`` and ``tls_broker`` fixtures (``pca_core.testing.Broker`` implementations) and the fast
+reconnect ``transport_options`` come from this directory's conftest.
+"""
+
+from pca_core.testing import TransportConformance
+
+
+class TestRedisConformance(TransportConformance):
+    plugin = "redis"
