@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pca_core import events
-from pca_core.artifacts import ArtifactManager
+from pca_core.artifacts import ArtifactManager, ArtifactUpdate
 from pca_core.control import ControlServer
 from pca_core.errors import ArtifactSyncError, PcaError
 from pca_core.event_handler import HandlerContext
@@ -41,6 +41,7 @@ from pca_core.outbox import Outbox
 from pca_core.records import RecordSink
 from pca_core.runtime import Runtime
 from pca_core.scheduler import Scheduler, Task
+from pca_core.secret import without_password
 from pca_core.signups import DomainMappingChange, DomainMappingRemoved
 from pca_core.status import status_event
 from pca_core.tailer import LogTailer
@@ -125,8 +126,10 @@ class Agent:
         self.identity = self.config.identity
         self.state = runtime.state
         self.stop_event = stop
+        self._lane = _Lane(runtime.scheduler)
         repo = runtime.artifact_repo
-        self.artifacts = ArtifactManager(self.config, repo) if repo is not None else None
+        self.artifacts = ArtifactManager(self.config, repo, runtime.scheduler, post=self._lane.post,
+                                         on_update=self._on_artifact_update) if repo is not None else None
         self.phase = Phase.STARTING
         state_dir = Path(self.config.agent.state_dir)
         self.outbox = Outbox(state_dir / "outbox.sqlite", runtime.transport, runtime.scheduler,
@@ -139,7 +142,6 @@ class Agent:
         extensions_dir = self.config.agent.extensions_dir
         self.extensions = ExtensionRunner(Path(extensions_dir) if extensions_dir else None,
                                           runtime.handlers, context)
-        self._lane = _Lane(runtime.scheduler)
         self._check_posted = False
         self._ports_task: Task | None = None
         self._ports_since = 0.0
@@ -175,6 +177,8 @@ class Agent:
 
     def _close(self, _left: float) -> None:
         self.control.close(1.0)
+        if self.artifacts is not None:
+            self.artifacts.close()
         if self._tailer is not None:
             self._tailer.close()
 
@@ -207,7 +211,13 @@ class Agent:
         elif message.topic.startswith("tenant/"):
             self._announce_tenants()
         elif message.topic == events.ApplicationSignUpRemovedEvent.TOPIC:
-            self._lane.post("signup removed", lambda: self._extension("ApplicationSignUpRemovedEvent"))
+            try:
+                removed = events.decode(message.topic, message.payload)
+            except events.EventDecodeError as exc:
+                _log.warning("malformed event skipped: %s", exc)
+                return
+            assert isinstance(removed, events.ApplicationSignUpRemovedEvent)
+            self._lane.post("signup removed", lambda: self._on_signup_removed(removed))
 
     def _on_topology_change(self, change: TopologyChange) -> None:
         if self.phase in (Phase.WAITING_FOR_TOPOLOGY, Phase.WAITING_FOR_INITIALIZATION) \
@@ -319,21 +329,35 @@ class Agent:
             self._set_phase(Phase.READY_TO_SHUTDOWN)
 
     def _on_artifact_updated(self, event: events.ArtifactUpdatedEvent) -> None:
-        if self.artifacts is None or not self.artifacts.wants(event):
-            _log.debug("artifact update for cluster %s skipped", event.cluster_id)
+        if self.artifacts is None:
+            _log.debug("artifact update for cluster %s skipped: no REPO_URL, no artifact repository",
+                       event.cluster_id)
             return
-        try:
-            result = self.artifacts.update(event)
-        except ArtifactSyncError as exc:
-            _log.error("%s", exc)
-            return
-        self._extension("ArtifactUpdatedEvent", ARTIFACT_UPDATED_CLUSTER_ID=event.cluster_id,
-                        ARTIFACT_UPDATED_TENANT_ID=event.tenant_id, ARTIFACT_UPDATED_REPO_URL=event.repo_url,
-                        ARTIFACT_UPDATED_REPO_PASSWORD=event.repo_password,
-                        ARTIFACT_UPDATED_REPO_USERNAME=event.repo_user_name,
-                        ARTIFACT_UPDATED_STATUS=event.status, ARTIFACT_UPDATED_REVISION=result.revision)
+        self.artifacts.handle(event)  # announces through _on_artifact_update
+
+    def _on_artifact_update(self, update: ArtifactUpdate) -> None:
+        """Runs the ArtifactUpdatedEvent extension after a sync; the first one leads to activation."""
+        event, spec = update.event, update.spec
+        url = without_password(event.repo_url or "") if event is not None else spec.url
+        # The password only as the event carried it (encrypted), never the decrypted one; the URL without
+        # any password it held.
+        self._extension("ArtifactUpdatedEvent",
+                        ARTIFACT_UPDATED_CLUSTER_ID=event.cluster_id if event else self.identity.cluster_id,
+                        ARTIFACT_UPDATED_TENANT_ID=spec.tenant_id,
+                        ARTIFACT_UPDATED_REPO_URL=url,
+                        ARTIFACT_UPDATED_REPO_PASSWORD=event.repo_password if event else None,
+                        ARTIFACT_UPDATED_REPO_USERNAME=spec.username,
+                        ARTIFACT_UPDATED_STATUS=event.status if event else None,
+                        ARTIFACT_UPDATED_REVISION=update.result.revision,
+                        ARTIFACT_UPDATED_SCHEDULER=update.scheduled)
         if self.phase is Phase.WAITING_FOR_ARTIFACTS:
             self._start_activation()
+
+    def _on_signup_removed(self, event: events.ApplicationSignUpRemovedEvent) -> None:
+        if self.artifacts is not None and event.application_id == self.identity.application_id \
+                and event.tenant_id is not None:
+            self.artifacts.remove_tenant(str(event.tenant_id))
+        self._extension("ApplicationSignUpRemovedEvent")
 
     def _start_activation(self) -> None:
         self._set_phase(Phase.ACTIVATING)
@@ -423,7 +447,7 @@ class Agent:
         self._start_activation()
 
     def _sync_command(self, _arguments: dict[str, Any]) -> dict[str, Any]:
-        if self.artifacts is None or self.artifacts.spec is None:
+        if self.artifacts is None or not self.artifacts.known:
             raise PcaError("no artifact repository is known yet")
         self._lane.post("sync", self._sync)
         return {"requested": "sync"}
@@ -431,12 +455,9 @@ class Agent:
     def _sync(self) -> None:
         assert self.artifacts is not None
         try:
-            result = self.artifacts.sync()
+            self.artifacts.sync_all()  # announces the repositories that changed
         except ArtifactSyncError as exc:
             _log.error("%s", exc)
-            return
-        if result.changed:
-            self._extension("ArtifactUpdatedEvent", ARTIFACT_UPDATED_REVISION=result.revision)
 
     # --- Helpers -----------------------------------------------------------------------------------------
 

@@ -52,7 +52,9 @@ class ArtifactRepo(Plugin, abc.ABC):
       ``changed=False``. A failed sync leaves the working directory as it was and raises
       :class:`pca_core.errors.ArtifactSyncError`.
     - Credentials are handed to the client library directly: never placed in a URL that is logged or
-      written to disk.
+      written to disk, nor in an error message.
+    - The core never runs two operations on the same ``spec.path`` at once; operations on different
+      paths may run concurrently, from different threads.
 
     Args:
         config: the core's artifact settings.
@@ -74,6 +76,14 @@ class ArtifactRepo(Plugin, abc.ABC):
     @abc.abstractmethod
     def remove(self, spec: RepoSpec) -> None:
         """Forgets the repository and deletes its working directory."""
+
+    def current_revision(self, spec: RepoSpec) -> str | None:
+        """The revision checked out at ``spec.path``, or None when there is no checkout there.
+
+        The core uses it to tell a first checkout from a later one (initial backup, signup removal); the
+        default knows of no checkout.
+        """
+        return None
 
     def close(self) -> None:
         """Releases what the plugin holds; the default holds nothing."""

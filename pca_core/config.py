@@ -69,6 +69,7 @@ class ArtifactsConfig(_Section):
     """Artifact checkout and the periodic update task."""
 
     plugin: str = "git"
+    branch: str | None = None
     enable_update: bool = True
     auto_checkout: bool = False
     auto_commit: bool = False

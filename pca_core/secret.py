@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -48,6 +49,31 @@ def mask_credentials(text: str) -> str:
     if "://" not in text:
         return text
     return _URL_CREDENTIALS.sub(lambda m: f"{m['head']}:{MASK}@", text)
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """Splits ``scheme://user:password@host/...`` into the URL without them, the user and the password.
+
+    The user and password are URL-decoded (``%40`` in a password is ``@``). URLs without a scheme (local
+    paths, ``user@host:path``) and ``ssh://`` URLs (whose user is part of the address) come back as they are.
+    """
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc or parts.scheme in ("ssh", "git+ssh"):
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, unquote(user) or None, unquote(password) if sep else None
+
+
+def without_password(url: str) -> str:
+    """``url`` with any password taken out of it; the user, if any, is kept."""
+    clean, user, _password = split_credentials(url)
+    if user is None:
+        return clean
+    parts = urlsplit(clean)
+    return urlunsplit((parts.scheme, f"{quote(user, safe='')}@{parts.netloc}", parts.path, parts.query,
+                       parts.fragment))
 
 
 def is_secret_key(key: str) -> bool:

@@ -33,10 +33,11 @@ def test_the_wheel_holds_the_package_its_type_marker_and_entry_points(dists):
     assert not any(name.startswith("tests/") for name in names)
     assert "memory = pca_core.memory:MemoryTransport" in entry_points
     assert "file = pca_core.file_publisher:FileLogPublisher" in entry_points
+    assert "git = pca_core.git:GitRepo" in entry_points
     assert "pca = pca_core.cli:main" in entry_points
 
 
-def test_a_fresh_environment_with_the_wheel_lists_memory_and_file_and_hints_at_amqp(dists, tmp_path):
+def test_a_fresh_environment_with_the_wheel_lists_memory_git_and_file_and_hints_at_amqp(dists, tmp_path):
     (wheel,) = dists.glob("pca_core-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -45,7 +46,9 @@ def test_a_fresh_environment_with_the_wheel_lists_memory_and_file_and_hints_at_a
     pca = env_dir / "bin" / "pca"
     listing = subprocess.run([pca, "plugins"], capture_output=True, text=True, check=True).stdout
     assert [line.split()[:2] for line in listing.splitlines()] == [["pca.transports", "memory"],
+                                                                   ["pca.artifact_repos", "git"],
                                                                    ["pca.log_publishers", "file"]]
+    assert all(line.split()[-1] == "ok" for line in listing.splitlines()), listing  # dulwich came along
     config = tmp_path / "agent.toml"
     config.write_text('[transport]\nplugin = "amqp"\n' + PAYLOAD_TOML)
     result = subprocess.run([pca, "run", "--config", config], capture_output=True, text=True)
