@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.support.dists import FakeDist, pca_env
 from tests.support.gitserver import GitDaemon, Upstream
+from tests.support.ports import accepts
 from tests.support.process import PcaProcess
 
 LEGACY = ROOT / "examples" / "legacy"
@@ -46,18 +47,10 @@ class StandIn(LogPublisher):
 """
 
 
-def _accepting(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def localhost_1883() -> Iterator[None]:
     """The Mosquitto the legacy file points at: the machine's own, or one started on 1883 if none runs."""
-    if _accepting(1883):
+    if accepts(1883):
         yield
         return
     from tests.support.mosquitto import Mosquitto

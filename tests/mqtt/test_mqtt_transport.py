@@ -18,7 +18,8 @@ from pca_core.plugin import parse_options
 from pca_core.secret import Secret
 from pca_core.testing.waiting import Inbox, StateLog, wait_until
 from pca_core.transport import ConnectionState, QoS
-from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.mosquitto import Mosquitto
+from tests.support.ports import free_port
 
 S = ConnectionState
 PASSWORD = "Sup3r-s3cret-pw"

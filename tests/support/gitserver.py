@@ -23,6 +23,7 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from tests.support.ports import accepts, free_port
 from tests.support.waiting import wait_until
 
 IDENTITY = {"GIT_AUTHOR_NAME": "Upstream", "GIT_AUTHOR_EMAIL": "upstream@example.org",
@@ -55,20 +56,6 @@ def git(*args: str, cwd: Path | None = None) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class Upstream:
@@ -174,7 +161,7 @@ class GitDaemon:
                      "--enable=receive-pack", "--informative-errors", "--listen=127.0.0.1",
                      f"--port={self.port}", str(self.base)],
                     env=git_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-            if wait_until(lambda: _port_open(self.port) or self.process.poll() is not None, timeout=10) \
+            if wait_until(lambda: accepts(self.port) or self.process.poll() is not None, timeout=10) \
                     and self.process.poll() is None:
                 return self
             self.stop()  # the port was taken meanwhile: try another

@@ -7,7 +7,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,24 +14,10 @@ from pathlib import Path
 
 from pca_core.testing.broker import Broker
 from tests.support.certs import CertPair
+from tests.support.ports import accepts, free_port
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def mosquitto_binary() -> str:
@@ -131,7 +116,7 @@ class Mosquitto(Broker):
             self._proc = subprocess.Popen([self._binary, "-c", str(self.config_file)], stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
-        while not _accepts(self.port):
+        while not accepts(self.port):
             if self._proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited with {self._proc.returncode} at start:\n{self.log()}")
             if time.monotonic() > deadline:
