@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from pca_core.scheduler import Scheduler
 from tests.support.dists import FakeDist, pca_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,3 +26,12 @@ def site(tmp_path: Path):
 
     Site.root.mkdir()
     return Site()
+
+
+@pytest.fixture
+def scheduler():
+    """A started core scheduler with two workers; its shutdown must finish in time."""
+    running = Scheduler(workers=2)
+    running.start()
+    yield running
+    assert running.shutdown(10)

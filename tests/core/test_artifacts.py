@@ -154,14 +154,6 @@ def served(tmp_path_factory):
         yield base, daemon
 
 
-@pytest.fixture
-def scheduler():
-    running = Scheduler(workers=2)
-    running.start()
-    yield running
-    assert running.shutdown(10)
-
-
 def new_upstream(served, files=None) -> tuple[Upstream, str]:
     base, daemon = served
     upstream = Upstream(base, f"app-{time.monotonic_ns()}.git", files or {"index.php": "v1"})

@@ -23,14 +23,6 @@ PROC_MEMINFO = Path("/proc/meminfo")
 
 
 @pytest.fixture
-def scheduler():
-    s = Scheduler(2)
-    s.start()
-    yield s
-    assert s.shutdown(5)
-
-
-@pytest.fixture
 def to_file(scheduler, tmp_path):
     """A record sink delivering to the ``file`` publisher; yields (sink, read the JSON lines)."""
     path = tmp_path / "health.jsonl"

@@ -9,7 +9,6 @@ from pca_core.errors import LogPublishError
 from pca_core.file_publisher import FileLogPublisher, FileOptions
 from pca_core.log_publisher import LogPublisher, LogRecord
 from pca_core.records import RecordSink
-from pca_core.scheduler import Scheduler
 from tests.support.waiting import wait_until
 
 
@@ -60,14 +59,6 @@ def lines(path):
 
 def warnings(caplog, text):
     return [r for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage()]
-
-
-@pytest.fixture
-def scheduler():
-    s = Scheduler(2)
-    s.start()
-    yield s
-    assert s.shutdown(5)
 
 
 def test_records_reach_only_the_publishers_of_their_stream_in_order(scheduler, tmp_path):
