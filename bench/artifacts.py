@@ -36,10 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support.gitserver
 
-from pca_core.artifact_repo import RepoSpec
+from pca_git import GitOptions, GitRepo
+
+from pca_core.api.artifact_repo import RepoSpec
 from pca_core.config import ArtifactsConfig
-from pca_core.git import GitOptions, GitRepo
-from pca_core.scheduler import Scheduler
+from pca_core.runtime.scheduler import Scheduler
 from tests.support.gitserver import GitDaemon, Upstream, git_binary, git_env
 
 SPAWNS = {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system"}

@@ -32,9 +32,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pca_mqtt import MqttOptions, MqttTransport
 
+from pca_core.api.transport import Message
 from pca_core.config import TransportConfig
-from pca_core.dispatcher import Dispatcher
-from pca_core.transport import Message
+from pca_core.runtime.dispatcher import Dispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "topology/MemberActivatedEvent"

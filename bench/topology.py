@@ -16,8 +16,8 @@ import json
 import time
 from collections.abc import Callable
 
-from pca_core import events
-from pca_core.topology import TopologyModel
+from pca_core.stratos import events
+from pca_core.stratos.topology import TopologyModel
 
 SERVICES, CLUSTERS, MEMBERS = 20, 5, 100
 MEMBER_EVENTS = 100_000

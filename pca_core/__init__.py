@@ -1,9 +1,8 @@
 """pca-core: the cloud-instance agent's core and the contracts its plugins implement."""
 
 from pca_core._version import __version__
-from pca_core.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
-from pca_core.config import TlsConfig, TransportConfig
-from pca_core.errors import (
+from pca_core.api.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
+from pca_core.api.errors import (
     ArtifactSyncError,
     AuthenticationError,
     ConfigError,
@@ -17,12 +16,13 @@ from pca_core.errors import (
     PublishTimeout,
     TransportError,
 )
-from pca_core.event_handler import EventHandler, HandlerContext
-from pca_core.log_publisher import LogPublisher, LogRecord
-from pca_core.plugin import PLUGIN_API_VERSION, Plugin, PluginOptions
-from pca_core.secret import Secret
-from pca_core.topics import topic_matches, validate_pattern, validate_topic
-from pca_core.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
+from pca_core.api.event_handler import EventHandler, HandlerContext
+from pca_core.api.log_publisher import LogPublisher, LogRecord
+from pca_core.api.plugin import PLUGIN_API_VERSION, Plugin, PluginOptions
+from pca_core.api.secrets import Secret
+from pca_core.api.topics import topic_matches, validate_pattern, validate_topic
+from pca_core.api.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
+from pca_core.config import TlsConfig, TransportConfig
 
 __all__ = [
     "PLUGIN_API_VERSION",

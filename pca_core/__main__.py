@@ -1,5 +1,5 @@
 import sys
 
-from pca_core.cli import main
+from pca_core.cli.main import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pca_core.scheduler import Scheduler
+from pca_core.runtime.scheduler import Scheduler
 from tests.support.dists import FakeDist, pca_env
 
 ROOT = Path(__file__).resolve().parent.parent

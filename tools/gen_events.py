@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates pca_core/events/_generated.py from the events manifest (pca_core/data/stratos-events.json).
+"""Generates pca_core/stratos/events/_generated.py from the manifest (pca_core/data/stratos-events.json).
 
 Run it after the manifest changes: ``python tools/gen_events.py``. ``--check`` exits 1 when the generated
 file is not what the manifest gives (tests run it).
@@ -15,10 +15,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "pca_core" / "data" / "stratos-events.json"
-TARGET = ROOT / "pca_core" / "events" / "_generated.py"
+TARGET = ROOT / "pca_core" / "stratos" / "events" / "_generated.py"
 
 # Shapes older Stratos releases wrote, decoded and re-encoded as they came (manifest "notes"): keep in
-# step with pca_core.events.manifest.COMPATIBLE.
+# step with pca_core.stratos.events.manifest.COMPATIBLE.
 WIDER_TYPES = {
     ("Cluster", "accessUrls"): "dict[str, list[str]] | list[str]",  # a list before 2015-09-24
     ("Application", "instanceIdSequence"): "AtomicInteger | int",  # a bare number from Gson >= 2.5
@@ -82,7 +82,7 @@ def generate(manifest: dict) -> str:
         "",
         "import msgspec",
         "",
-        "from pca_core.events.base import Event, WireObject",
+        "from pca_core.stratos.events.base import Event, WireObject",
     ]
     for name, spec in manifest["types"].items():
         if "enum" in spec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pca_core import memory
+from pca_core.builtin import memory
 from pca_core.testing.broker import Broker
 
 __all__ = ["MemoryBroker"]

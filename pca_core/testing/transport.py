@@ -12,13 +12,13 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import pytest
 
-from pca_core import discovery
+from pca_core.api.errors import ConnectionFailed, TransportError
+from pca_core.api.plugin import parse_options
+from pca_core.api.transport import ConnectionState, Message, QoS, Transport
 from pca_core.config import TransportConfig, convert
-from pca_core.errors import ConnectionFailed, TransportError
-from pca_core.plugin import parse_options
+from pca_core.runtime import discovery
 from pca_core.testing.broker import Broker
 from pca_core.testing.waiting import Inbox, StateLog, wait_until
-from pca_core.transport import ConnectionState, Message, QoS, Transport
 
 __all__ = ["TransportConformance", "TransportFactory", "requires"]
 

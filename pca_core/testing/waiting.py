@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from pca_core.transport import ConnectionState, Message
+from pca_core.api.transport import ConnectionState, Message
 
 __all__ = ["Inbox", "StateChange", "StateLog", "wait_until"]
 

@@ -10,14 +10,20 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pca_git import GitRepo
 
-from pca_core.artifacts import INVALID_PATH, ArtifactManager, ArtifactUpdate, decrypt_password, repo_path
+from pca_core.agent.artifacts import (
+    INVALID_PATH,
+    ArtifactManager,
+    ArtifactUpdate,
+    decrypt_password,
+    repo_path,
+)
+from pca_core.api.errors import ArtifactSyncError
+from pca_core.api.secrets import Secret, split_credentials, without_password
 from pca_core.config import build
-from pca_core.errors import ArtifactSyncError
-from pca_core.events import ArtifactUpdatedEvent
-from pca_core.git import GitRepo
-from pca_core.scheduler import Scheduler
-from pca_core.secret import Secret, split_credentials, without_password
+from pca_core.runtime.scheduler import Scheduler
+from pca_core.stratos.events import ArtifactUpdatedEvent
 from tests.support.configs import PAYLOAD
 from tests.support.gitserver import GitDaemon, Upstream
 from tests.support.waiting import wait_until

@@ -37,7 +37,7 @@ def test_version():
 
 
 def test_help_imports_no_plugin_and_no_client_library():
-    code = ("import sys\nfrom pca_core.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+    code = ("import sys\nfrom pca_core.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
             f"    pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {CLIENT_LIBRARIES!r}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "run" in result.stdout and "plugins" in result.stdout
@@ -140,7 +140,7 @@ def test_a_second_signal_exits_at_once(site, tmp_path):
     dist = site.dist("pca-stuck", {"pca.transports": {"stuck": "stuck_transport:Stuck"}})
     dist.add_module("stuck_transport", """
         import threading
-        from pca_core.memory import MemoryTransport
+        from pca_core.builtin.memory import MemoryTransport
 
         class Stuck(MemoryTransport):
             def close(self, timeout=None):

@@ -1,8 +1,8 @@
 import pytest
 
 from pca_core import config
-from pca_core.errors import ConfigError
-from pca_core.secret import Secret
+from pca_core.api.errors import ConfigError
+from pca_core.api.secrets import Secret
 
 PAYLOAD = """
 [payload]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pca_core.control import (
+from pca_core.agent.control import (
     MAX_REQUEST_BYTES,
     AgentAlreadyRunning,
     AgentNotRunning,
@@ -27,7 +27,7 @@ from pca_core.control import (
     ControlServer,
     call,
 )
-from pca_core.errors import PcaError
+from pca_core.api.errors import PcaError
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_unknown_command(sock_path, serve):
 
 
 def test_a_failing_command_is_reported_and_the_server_keeps_serving(sock_path, serve, caplog):
-    caplog.set_level(logging.DEBUG, logger="pca_core.control")
+    caplog.set_level(logging.DEBUG, logger="pca_core.agent.control")
     serve(sock_path)
 
     with pytest.raises(CommandFailed, match=r"^ValueError: boom 7$"):

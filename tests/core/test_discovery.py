@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from pca_core import discovery
-from pca_core.errors import PluginNotFound
-from pca_core.file_publisher import FileLogPublisher
-from pca_core.memory import MemoryTransport
+from pca_core.api.errors import PluginNotFound
+from pca_core.builtin.file import FileLogPublisher
+from pca_core.builtin.memory import MemoryTransport
+from pca_core.runtime import discovery
 from tests.support.configs import PAYLOAD_TOML
 from tests.support.dists import run_pca
 
@@ -119,7 +119,7 @@ def test_an_object_that_is_not_a_plugin_of_the_group_is_refused(site, tmp_path):
     dist.install()
     result = run_pca("config", "check", "--config", str(write_config(tmp_path, "odd")), env=site.env)
     assert result.returncode == 1
-    assert "is not a pca_core.transport.Transport subclass" in result.stderr
+    assert "is not a pca_core.api.transport.Transport subclass" in result.stderr
 
 
 def test_a_name_registered_twice_is_an_error_naming_it(site, tmp_path):

@@ -1,7 +1,7 @@
 import threading
 
-from pca_core.dispatcher import Dispatcher
-from pca_core.transport import Message
+from pca_core.api.transport import Message
+from pca_core.runtime.dispatcher import Dispatcher
 from tests.support.waiting import wait_until
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pca_core import events
-from pca_core.events import manifest
-from pca_core.payload import identity_from_params
-from pca_core.status import REQUEST_EVENTS, STATUS_EVENTS, status_event
+from pca_core.stratos import events
+from pca_core.stratos.events import manifest
+from pca_core.stratos.payload import identity_from_params
+from pca_core.stratos.status import REQUEST_EVENTS, STATUS_EVENTS, status_event
 from tests.support.configs import PAYLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +162,7 @@ def test_tenant_ids_have_the_java_types():
 def test_pca_events_check_accepts_every_sample():
     code = "\n".join([
         "import sys",
-        "from pca_core.cli import main",
+        "from pca_core.cli.main import main",
         "failed = [a for a in sys.argv[1:] if main(['events', 'check', *a.split('=', 1)]) != 0]",
         "print('FAILED', failed)",
     ])

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from pca_core.agent.extensions import OUTPUT_LIMIT, ExtensionRunner, as_text, extension_values, script_names
+from pca_core.api.event_handler import EventHandler, HandlerContext
+from pca_core.api.secrets import Secret
 from pca_core.config import Config, build
-from pca_core.event_handler import EventHandler, HandlerContext
-from pca_core.extensions import OUTPUT_LIMIT, ExtensionRunner, as_text, extension_values, script_names
-from pca_core.secret import Secret
-from pca_core.topology import TopologyModel
+from pca_core.stratos.topology import TopologyModel
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "stratos" / "samples"
-LOGGER = "pca_core.extensions"
+LOGGER = "pca_core.agent.extensions"
 PASSWORD = "s3cr3t-Pa55word"
 
 PAYLOAD = {

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
+from pca_core.api.errors import LogPublishError
+from pca_core.api.log_publisher import LogRecord
+from pca_core.builtin.file import FileLogPublisher, FileOptions
 from pca_core.config import PublisherConfig
-from pca_core.errors import LogPublishError
-from pca_core.file_publisher import FileLogPublisher, FileOptions
-from pca_core.log_publisher import LogRecord
 
 
 def test_records_are_appended_as_json_lines(tmp_path):

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from pca_core.agent.health import HealthSampler, sample_load_percent, sample_memory_percent
+from pca_core.builtin.file import FileLogPublisher, FileOptions
 from pca_core.config import PublisherConfig
-from pca_core.file_publisher import FileLogPublisher, FileOptions
-from pca_core.health import HealthSampler, sample_load_percent, sample_memory_percent
-from pca_core.payload import identity_from_params
-from pca_core.records import RecordSink
-from pca_core.scheduler import Scheduler
+from pca_core.runtime.scheduler import Scheduler
+from pca_core.stratos.payload import identity_from_params
+from pca_core.telemetry.records import RecordSink
 from tests.support.configs import PAYLOAD
 from tests.support.waiting import wait_until
 
@@ -84,7 +84,7 @@ def test_started_on_the_scheduler_it_samples_periodically_without_a_thread_of_it
 
 
 def test_a_failing_sample_is_logged_once_emits_nothing_and_the_task_goes_on(scheduler, to_file, caplog):
-    caplog.set_level(logging.INFO, logger="pca_core.health")
+    caplog.set_level(logging.INFO, logger="pca_core.agent.health")
     sink, read = to_file
     calls = []
 

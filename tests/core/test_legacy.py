@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from pca_core import config
-from pca_core.errors import ConfigError
-from pca_core.secret import Secret
+from pca_core.api.errors import ConfigError
+from pca_core.api.secrets import Secret
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "legacy"
 

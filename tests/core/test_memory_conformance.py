@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from pca_core import memory
+from pca_core.api.errors import ConfigError, ConnectionFailed
+from pca_core.api.transport import ConnectionState
+from pca_core.builtin import memory
+from pca_core.builtin.memory import MemoryOptions, MemoryTransport
 from pca_core.config import TransportConfig
-from pca_core.errors import ConfigError, ConnectionFailed
-from pca_core.memory import MemoryOptions, MemoryTransport
 from pca_core.testing import Inbox, MemoryBroker, TransportConformance
-from pca_core.transport import ConnectionState
 
 pytest_plugins = ["pytester"]
 
@@ -52,7 +52,7 @@ def test_the_suite_is_marked_and_skips_what_memory_does_not_offer(pytester):
 def test_a_plugin_that_breaks_the_contract_fails_the_suite(pytester):
     pytester.makepyfile("""
         import pytest
-        from pca_core.memory import MemoryTransport
+        from pca_core.builtin.memory import MemoryTransport
         from pca_core.testing import MemoryBroker, TransportConformance
 
         class TextPayloads(MemoryTransport):   # accepts str payloads: breaks the contract
@@ -79,7 +79,7 @@ def test_a_plugin_that_breaks_the_contract_fails_the_suite(pytester):
 def test_a_class_without_tls_broker_skips_tls_but_one_declaring_tls_must_provide_it(pytester):
     pytester.makepyfile("""
         import pytest
-        from pca_core.memory import MemoryTransport
+        from pca_core.builtin.memory import MemoryTransport
         from pca_core.testing import MemoryBroker, TransportConformance
 
         class ClaimsTls(MemoryTransport):
@@ -103,7 +103,8 @@ def test_a_class_without_tls_broker_skips_tls_but_one_declaring_tls_must_provide
 
 def test_importing_the_pytest_plugin_imports_no_transport_and_not_the_suite():
     code = ("import sys, pca_core.testing.plugin; "
-            "print(sorted(m for m in sys.modules if m in ('pca_core.memory', 'pca_core.discovery', "
+            "print(sorted(m for m in sys.modules if m in ('pca_core.builtin.memory', "
+            "'pca_core.runtime.discovery', "
             "'pca_core.testing.transport', 'stevedore')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -2,11 +2,11 @@ import threading
 
 import pytest
 
-from pca_core import memory
+from pca_core.api.errors import ConnectionFailed, TransportError
+from pca_core.api.transport import ConnectionState, Message
+from pca_core.builtin import memory
+from pca_core.builtin.memory import MemoryOptions, MemoryTransport
 from pca_core.config import TransportConfig
-from pca_core.errors import ConnectionFailed, TransportError
-from pca_core.memory import MemoryOptions, MemoryTransport
-from pca_core.transport import ConnectionState, Message
 
 
 def make(bus: str = "test") -> MemoryTransport:

@@ -1,4 +1,4 @@
-"""Tests for pca_core.outbox, on a real SQLite file, the memory transport and the core scheduler.
+"""Tests for pca_core.agent.outbox, on a real SQLite file, the memory transport and the core scheduler.
 
 Nothing sleeps to synchronise and nothing asserts on durations: every wait is on a Condition or an Event
 with a generous timeout. "Exactly once" is checked after ``close``, which takes the drain lock, so no
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from pca_core import memory
+from pca_core.agent.outbox import Outbox, OutboxError, OutboxFull
+from pca_core.api.transport import Message
+from pca_core.builtin import memory
+from pca_core.builtin.memory import MemoryOptions, MemoryTransport
 from pca_core.config import TransportConfig
-from pca_core.memory import MemoryOptions, MemoryTransport
-from pca_core.outbox import Outbox, OutboxError, OutboxFull
-from pca_core.scheduler import Scheduler
-from pca_core.transport import Message
+from pca_core.runtime.scheduler import Scheduler
 
 WAIT = 10.0  # seconds; only ever reached when a test is about to fail
 TOPIC = "instance/status/InstanceStartedEvent"
@@ -138,7 +138,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
 @pytest.fixture
 def records() -> Iterator[Records]:
     handler = Records()
-    logger = logging.getLogger("pca_core.outbox")
+    logger = logging.getLogger("pca_core.agent.outbox")
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)

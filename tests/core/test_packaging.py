@@ -27,17 +27,17 @@ def test_the_wheel_holds_the_package_its_type_marker_and_entry_points(dists):
         names = archive.namelist()
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "pca_core/py.typed" in names
-    assert "pca_core/config.py" in names
+    assert "pca_core/config/__init__.py" in names
     assert "pca_core/data/stratos-events.json" in names
-    assert "pca_core/events/_generated.py" in names
+    assert "pca_core/stratos/events/_generated.py" in names
     assert not any(name.startswith("tests/") for name in names)
-    assert "memory = pca_core.memory:MemoryTransport" in entry_points
-    assert "file = pca_core.file_publisher:FileLogPublisher" in entry_points
-    assert "git = pca_core.git:GitRepo" in entry_points
-    assert "pca = pca_core.cli:main" in entry_points
+    assert "memory = pca_core.builtin.memory:MemoryTransport" in entry_points
+    assert "file = pca_core.builtin.file:FileLogPublisher" in entry_points
+    assert "pca.artifact_repos" not in entry_points  # git is its own distribution, pca-git
+    assert "pca = pca_core.cli.main:main" in entry_points
 
 
-def test_a_fresh_environment_with_the_wheel_lists_memory_git_and_file_and_hints_at_amqp(dists, tmp_path):
+def test_a_fresh_environment_with_the_wheel_lists_memory_and_file_and_hints_at_amqp(dists, tmp_path):
     (wheel,) = dists.glob("pca_core-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -46,9 +46,8 @@ def test_a_fresh_environment_with_the_wheel_lists_memory_git_and_file_and_hints_
     pca = env_dir / "bin" / "pca"
     listing = subprocess.run([pca, "plugins"], capture_output=True, text=True, check=True).stdout
     assert [line.split()[:2] for line in listing.splitlines()] == [["pca.transports", "memory"],
-                                                                   ["pca.artifact_repos", "git"],
                                                                    ["pca.log_publishers", "file"]]
-    assert all(line.split()[-1] == "ok" for line in listing.splitlines()), listing  # dulwich came along
+    assert all(line.split()[-1] == "ok" for line in listing.splitlines()), listing
     config = tmp_path / "agent.toml"
     config.write_text('[transport]\nplugin = "amqp"\n' + PAYLOAD_TOML)
     result = subprocess.run([pca, "run", "--config", config], capture_output=True, text=True)

@@ -4,11 +4,11 @@ import threading
 
 import pytest
 
+from pca_core.api.errors import LogPublishError
+from pca_core.api.log_publisher import LogPublisher, LogRecord
+from pca_core.builtin.file import FileLogPublisher, FileOptions
 from pca_core.config import PublisherConfig
-from pca_core.errors import LogPublishError
-from pca_core.file_publisher import FileLogPublisher, FileOptions
-from pca_core.log_publisher import LogPublisher, LogRecord
-from pca_core.records import RecordSink
+from pca_core.telemetry.records import RecordSink
 from tests.support.waiting import wait_until
 
 
@@ -85,7 +85,7 @@ def test_batches_are_at_most_batch_size_and_keep_the_order(scheduler):
 
 
 def test_a_failing_publisher_keeps_its_records_and_does_not_hold_up_the_others(scheduler, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="pca_core.records")
+    caplog.set_level(logging.DEBUG, logger="pca_core.telemetry.records")
     path = tmp_path / "records.jsonl"
     failing, fine = Sink(), file_publisher(path)
     failing.down = True
@@ -134,7 +134,7 @@ def test_the_periodic_flush_retries_a_failing_publisher_until_it_recovers(schedu
 
 
 def test_overflow_drops_the_oldest_and_warns_once_per_episode_with_the_count(scheduler, caplog):
-    caplog.set_level(logging.INFO, logger="pca_core.records")
+    caplog.set_level(logging.INFO, logger="pca_core.telemetry.records")
     down, other = Sink(), Sink(plugin="other")
     down.down = True
     sink = RecordSink([down, other], scheduler, max_buffered=3)
@@ -167,7 +167,7 @@ def test_overflow_drops_the_oldest_and_warns_once_per_episode_with_the_count(sch
 
 
 def test_records_of_a_batch_being_published_are_dropped_only_if_the_batch_fails(scheduler, caplog):
-    caplog.set_level(logging.WARNING, logger="pca_core.records")
+    caplog.set_level(logging.WARNING, logger="pca_core.telemetry.records")
     target = Sink()
     sink = RecordSink([target], scheduler, max_buffered=3)
     sink.emit([record("logs", n) for n in range(3)])
@@ -208,7 +208,7 @@ def test_close_delivers_what_is_buffered_then_flushes_and_closes_the_publishers(
 
 
 def test_close_with_a_publisher_down_reports_what_is_lost_and_still_closes_it(scheduler, caplog):
-    caplog.set_level(logging.WARNING, logger="pca_core.records")
+    caplog.set_level(logging.WARNING, logger="pca_core.telemetry.records")
     down = Sink()
     down.down = True
     sink = RecordSink([down], scheduler)

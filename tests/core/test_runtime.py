@@ -5,12 +5,12 @@ import threading
 
 import pytest
 
-from pca_core import events
+from pca_core.api.errors import PluginNotFound
+from pca_core.builtin.memory import MemoryOptions, MemoryTransport
 from pca_core.config import build
-from pca_core.errors import PluginNotFound
-from pca_core.memory import MemoryOptions, MemoryTransport
-from pca_core.runtime import Runtime
-from pca_core.topics import AGENT_SUBSCRIPTIONS
+from pca_core.runtime.runtime import Runtime
+from pca_core.stratos import events
+from pca_core.stratos.topics import AGENT_SUBSCRIPTIONS
 from tests.support.configs import PAYLOAD
 
 
@@ -137,8 +137,8 @@ def test_the_subscriptions_are_the_stratos_roots():
 def test_the_library_never_configures_logging():
     code = "\n".join([
         "import logging, threading",
-        "from pca_core.demo import demo_config",
-        "from pca_core.runtime import Runtime",
+        "from pca_core.cli.demo import demo_config",
+        "from pca_core.runtime.runtime import Runtime",
         "runtime = Runtime(demo_config('/tmp/unused-state', 8080))",
         "runtime.start(threading.Event())",
         "runtime.stop(5)",

@@ -1,4 +1,4 @@
-"""Tests for pca_core.scheduler.
+"""Tests for pca_core.runtime.scheduler.
 
 Nothing here sleeps to synchronise or asserts on durations: every wait is on an Event or a Condition
 with a generous timeout, so a failure shows up as a timeout rather than as a flaky timing.
@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pca_core.errors import PcaError
-from pca_core.scheduler import Scheduler, SchedulerBusy, Task
+from pca_core.api.errors import PcaError
+from pca_core.runtime.scheduler import Scheduler, SchedulerBusy, Task
 
 WAIT = 10.0  # seconds; only ever reached when a test is about to fail
 TICK = 0.0005
@@ -165,7 +165,7 @@ def test_thread_count_is_fixed_however_many_ticks_run(make_scheduler: Callable[.
 def test_exception_is_logged_and_periodic_task_keeps_running(
     make_scheduler: Callable[..., Scheduler], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="pca_core.scheduler")
+    caplog.set_level(logging.ERROR, logger="pca_core.runtime.scheduler")
     scheduler = make_scheduler()
     calls = Counter()
 
@@ -177,7 +177,7 @@ def test_exception_is_logged_and_periodic_task_keeps_running(
     assert calls.wait_for(3)
     task.cancel()
     # The third call's log record may still be on its way; the first two are certainly written.
-    records = [r for r in caplog.records if r.name == "pca_core.scheduler"]
+    records = [r for r in caplog.records if r.name == "pca_core.runtime.scheduler"]
     assert len(records) >= 2
     assert all("exploder" in r.getMessage() for r in records)
     assert all(r.exc_info is not None and r.exc_info[0] is RuntimeError for r in records)

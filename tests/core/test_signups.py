@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from pca_core import events
-from pca_core.secret import Secret
-from pca_core.signups import (
+from pca_core.api.secrets import Secret
+from pca_core.stratos import events
+from pca_core.stratos.signups import (
     ApplicationSignupModel,
     ArtifactRepository,
     DomainMapping,

@@ -1,4 +1,4 @@
-"""Tests for pca_core.tailer, on real files.
+"""Tests for pca_core.telemetry.tailer, on real files.
 
 ``poll()`` is called directly; the one test that runs on a scheduler waits on a Condition, never sleeps.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pca_core.log_publisher import LogRecord
-from pca_core.scheduler import Scheduler
-from pca_core.tailer import LogTailer
+from pca_core.api.log_publisher import LogRecord
+from pca_core.runtime.scheduler import Scheduler
+from pca_core.telemetry.tailer import LogTailer
 
 WAIT = 10.0  # seconds; only ever reached when a test is about to fail
 
@@ -398,7 +398,7 @@ def test_an_unreadable_position_file_is_reported_and_treated_as_a_first_run(
     positions = tmp_path / "positions.json"
     positions.write_text("")  # what a power failure can leave behind
     append(log, "old\n")
-    with caplog.at_level(logging.WARNING, logger="pca_core.tailer"):
+    with caplog.at_level(logging.WARNING, logger="pca_core.telemetry.tailer"):
         tailer = LogTailer([str(log)], sink, position_file=positions, start_at_end=True)
     assert "not a valid position file" in caplog.text
     tailer.poll()
@@ -459,7 +459,7 @@ def test_an_error_is_logged_once_per_file_and_kind(tmp_path: Path, sink: Sink,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "file").write_text("")
     broken = tmp_path / "file" / "app.log"  # a path through a regular file: ENOTDIR
-    with caplog.at_level(logging.WARNING, logger="pca_core.tailer"):
+    with caplog.at_level(logging.WARNING, logger="pca_core.telemetry.tailer"):
         tailer = LogTailer([str(broken)], sink)
         for _ in range(5):
             tailer.poll()

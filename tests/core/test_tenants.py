@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pca_core import events
-from pca_core.tenants import (
+from pca_core.stratos import events
+from pca_core.stratos.tenants import (
     SUPER_TENANT_DOMAIN,
     SUPER_TENANT_ID,
     Tenant,

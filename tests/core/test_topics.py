@@ -1,6 +1,7 @@
 import pytest
 
-from pca_core.topics import AGENT_SUBSCRIPTIONS, topic_matches, validate_pattern, validate_topic
+from pca_core.api.topics import topic_matches, validate_pattern, validate_topic
+from pca_core.stratos.topics import AGENT_SUBSCRIPTIONS
 
 
 @pytest.mark.parametrize(("pattern", "topic", "expected"), [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pca_core import events
-from pca_core.events import (
+from pca_core.stratos import events
+from pca_core.stratos.events import (
     ApplicationClustersCreatedEvent,
     ApplicationClustersRemovedEvent,
     Cluster,
@@ -42,7 +42,7 @@ from pca_core.events import (
     TenantCreatedEvent,
     Topology,
 )
-from pca_core.topology import (
+from pca_core.stratos.topology import (
     ClusterAdded,
     ClusterInstanceAdded,
     ClusterInstanceRemoved,
@@ -175,7 +175,7 @@ def test_an_empty_complete_topology_initializes_an_empty_model():
 
 def test_a_complete_topology_without_a_service_map_is_ignored(caplog):
     topology = TopologyModel()
-    with caplog.at_level(logging.WARNING, logger="pca_core.topology"):
+    with caplog.at_level(logging.WARNING, logger="pca_core.stratos.topology"):
         assert topology.handle(COMPLETE, b'{"topology":{}}') == []
     assert not topology.initialized
     assert "serviceMap" in caplog.text
@@ -478,7 +478,7 @@ def test_member_activated_merges_ports_and_overwrites_private_ips_only(model):
 
 
 def test_member_activated_without_a_private_ip_or_ports_is_dropped(model, caplog):
-    with caplog.at_level(logging.WARNING, logger="pca_core.topology"):
+    with caplog.at_level(logging.WARNING, logger="pca_core.stratos.topology"):
         assert send(model, php_member_event(MemberActivatedEvent, port_map={
             "80": Port(protocol="http", value=80, proxy=80)})) == []
         assert send(model, php_member_event(MemberActivatedEvent, default_private_ip="10.0.0.1")) == []
@@ -589,7 +589,7 @@ def decodes(monkeypatch):
         counted.append(topic)
         return real(topic, payload)
 
-    monkeypatch.setattr("pca_core.topology.events.decode", counting)
+    monkeypatch.setattr("pca_core.stratos.topology.events.decode", counting)
     return counted
 
 

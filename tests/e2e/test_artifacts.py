@@ -24,9 +24,11 @@ import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from pca_core import control, events, memory
-from pca_core.agent import Phase
+from pca_core.agent import control
+from pca_core.agent.lifecycle import Phase
+from pca_core.builtin import memory
 from pca_core.config import ArtifactsConfig
+from pca_core.stratos import events
 from tests.e2e.test_lifecycle import HandDriven, Harness
 from tests.support.gitserver import GitDaemon, HttpGitServer, Upstream
 from tests.support.waiting import wait_until

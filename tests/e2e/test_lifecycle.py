@@ -18,16 +18,18 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pca_core import control, discovery, events
-from pca_core.agent import Agent, Phase
-from pca_core.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
+from pca_core.agent import control
+from pca_core.agent.lifecycle import Agent, Phase
+from pca_core.api.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
+from pca_core.api.plugin import parse_options
+from pca_core.api.transport import Transport
+from pca_core.cli.simulator import Simulator
 from pca_core.config import ArtifactsConfig, build
-from pca_core.plugin import parse_options
-from pca_core.runtime import Runtime
-from pca_core.simulator import Simulator
+from pca_core.runtime import discovery
+from pca_core.runtime.runtime import Runtime
+from pca_core.stratos import events
 from pca_core.testing import Broker
 from pca_core.testing.memory import MemoryBroker
-from pca_core.transport import Transport
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_until
 

@@ -11,13 +11,19 @@ import uuid
 import pytest
 from pca_mqtt import MqttTransport
 
-from pca_core import discovery
+from pca_core.api.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConnectionFailed,
+    PublishTimeout,
+    TransportError,
+)
+from pca_core.api.plugin import parse_options
+from pca_core.api.secrets import Secret
+from pca_core.api.transport import ConnectionState, QoS
 from pca_core.config import TlsConfig
-from pca_core.errors import AuthenticationError, ConfigError, ConnectionFailed, PublishTimeout, TransportError
-from pca_core.plugin import parse_options
-from pca_core.secret import Secret
+from pca_core.runtime import discovery
 from pca_core.testing.waiting import Inbox, StateLog, wait_until
-from pca_core.transport import ConnectionState, QoS
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 

@@ -28,11 +28,11 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from pca_core import discovery  # noqa: E402
-from pca_core.artifacts import ArtifactManager, ArtifactUpdate  # noqa: E402
+from pca_core.agent.artifacts import ArtifactManager, ArtifactUpdate  # noqa: E402
 from pca_core.config import build  # noqa: E402
-from pca_core.events import ArtifactUpdatedEvent  # noqa: E402
-from pca_core.scheduler import Scheduler  # noqa: E402
+from pca_core.runtime import discovery  # noqa: E402
+from pca_core.runtime.scheduler import Scheduler  # noqa: E402
+from pca_core.stratos.events import ArtifactUpdatedEvent  # noqa: E402
 
 
 def _children() -> list[str] | None:

@@ -3,6 +3,6 @@
 from pca_mqtt.transport import MqttOptions, MqttTransport
 from pca_mqtt.urls import BrokerUrl, parse_url
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 __all__ = ["BrokerUrl", "MqttOptions", "MqttTransport", "__version__", "parse_url"]

@@ -25,8 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from pca_core.config import TransportConfig
-from pca_core.errors import (
+from pca_core.api.errors import (
     AuthenticationError,
     ConfigError,
     ConnectionFailed,
@@ -34,9 +33,10 @@ from pca_core.errors import (
     PublishTimeout,
     TransportError,
 )
-from pca_core.plugin import PluginOptions
-from pca_core.topics import topic_matches, validate_pattern, validate_topic
-from pca_core.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
+from pca_core.api.plugin import PluginOptions
+from pca_core.api.topics import topic_matches, validate_pattern, validate_topic
+from pca_core.api.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
+from pca_core.config import TransportConfig
 from pca_mqtt.urls import BrokerUrl, parse_urls
 
 _log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The agent: its lifecycle and the services it drives (artifacts, extensions, outbox, control, health)."""

@@ -1,0 +1,512 @@
+"""The agent's lifecycle: from start to active, maintenance and cleanup, as an explicit state machine.
+
+The order is the original agent's (``original-agent.md`` §1.2): subscribe to the topology, run the LVS
+extension, request the complete topology, wait for it and for this member to be initialized, subscribe to
+the rest, request tenants, run the InstanceStarted extension and publish InstanceStartedEvent, run
+StartServers, then activate: once the configured ports accept connections, directly when there is no
+``REPO_URL``, else after the first artifact checkout.
+
+Every step runs on one serial lane of the core scheduler, so the lifecycle is never two things at once
+and never blocks the dispatcher. Inputs (model changes, notifier events, port checks, control commands)
+only post work to the lane. Status events go through the durable outbox, each once per transition.
+
+Fixed here, compared with the original (§10): initialization is re-checked on every topology change (a
+missed MemberInitializedEvent is repaired by the next snapshot); a restart on an Active member publishes
+nothing again, and one on an In_Maintenance member returns it to service; a port timeout keeps checking
+and a later success still activates; member extensions run whenever the member exists.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pca_core.agent.artifacts import ArtifactManager, ArtifactUpdate
+from pca_core.agent.control import ControlServer
+from pca_core.agent.extensions import ExtensionRunner, extension_values
+from pca_core.agent.health import HealthSampler
+from pca_core.agent.outbox import Outbox
+from pca_core.api.errors import ArtifactSyncError, PcaError
+from pca_core.api.event_handler import HandlerContext
+from pca_core.api.secrets import without_password
+from pca_core.api.transport import ConnectionState, Message
+from pca_core.runtime.runtime import Runtime
+from pca_core.runtime.scheduler import Scheduler, Task
+from pca_core.stratos import events
+from pca_core.stratos.events import MemberStatus
+from pca_core.stratos.signups import DomainMappingChange, DomainMappingRemoved
+from pca_core.stratos.status import status_event
+from pca_core.stratos.topics import AGENT_SUBSCRIPTIONS
+from pca_core.stratos.topology import MemberRemoved, MemberStatusChanged, TopologyChange
+from pca_core.telemetry.records import RecordSink
+from pca_core.telemetry.tailer import LogTailer
+
+_log = logging.getLogger(__name__)
+
+PORT_CHECK_INTERVAL = 2.0  # seconds between port checks while activating
+LANE_LIMIT = 10_000  # lifecycle jobs waiting at most; beyond, member extensions are dropped (logged)
+
+# The extension a member status change runs (the PCA's names), for members that already existed.
+MEMBER_EXTENSIONS = {
+    MemberStatus.INITIALIZED: "MemberInitializedEvent",
+    MemberStatus.STARTING: "MemberStartedEvent",
+    MemberStatus.ACTIVE: "MemberActivatedEvent",
+    MemberStatus.SUSPENDED: "MemberSuspendedEvent",
+}
+
+
+class Phase(enum.StrEnum):
+    """Where the agent is in its lifecycle."""
+
+    STARTING = "starting"
+    WAITING_FOR_TOPOLOGY = "waiting for the complete topology"
+    WAITING_FOR_INITIALIZATION = "waiting for the member to be initialized"
+    WAITING_FOR_ARTIFACTS = "waiting for the first artifact update"
+    ACTIVATING = "waiting for the ports"
+    ACTIVE = "active"
+    MAINTENANCE = "in maintenance"
+    READY_TO_SHUTDOWN = "ready to shut down"
+
+
+class _Lane:
+    """Runs posted jobs one at a time, in order, on the scheduler's workers."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self._jobs: deque[tuple[str, Callable[[], object]]] = deque()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def post(self, name: str, job: Callable[[], object], *, essential: bool = True) -> None:
+        with self._lock:
+            if not essential and len(self._jobs) >= LANE_LIMIT:
+                _log.warning("lifecycle lane full: %s dropped", name)
+                return
+            self._jobs.append((name, job))
+            if self._running:
+                return
+            self._running = True
+        # call_later, not submit: it never raises SchedulerBusy; the timer queues it when there is room.
+        self._scheduler.call_later(0, self._drain, name="lifecycle")
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._running = False
+                    return
+                name, job = self._jobs.popleft()
+            try:
+                job()
+            except Exception:
+                _log.exception("lifecycle step %s failed", name)
+
+
+class Agent:
+    """The Stratos lifecycle of this instance, driven by the control plane's events.
+
+    Args:
+        runtime: the loaded runtime (plugins, dispatcher, scheduler, models); the agent sets its
+            message handler and registers what it must close.
+        stop: set to stop the agent (``maintenance on --stop`` sets it too).
+    """
+
+    def __init__(self, runtime: Runtime, stop: threading.Event) -> None:
+        assert runtime.transport is not None, "load the runtime first"
+        self.runtime = runtime
+        self.config = runtime.config
+        self.identity = self.config.identity
+        self.state = runtime.state
+        self.stop_event = stop
+        self._lane = _Lane(runtime.scheduler)
+        repo = runtime.artifact_repo
+        self.artifacts = ArtifactManager(self.config, repo, runtime.scheduler, post=self._lane.post,
+                                         on_update=self._on_artifact_update) if repo is not None else None
+        self.phase = Phase.STARTING
+        state_dir = Path(self.config.agent.state_dir)
+        self.outbox = Outbox(state_dir / "outbox.sqlite", runtime.transport, runtime.scheduler,
+                             publish_timeout=self.config.transport.publish_timeout)
+        self.sink = RecordSink(runtime.publishers, runtime.scheduler)
+        self.control = ControlServer(state_dir / "control.sock", {
+            "status": self._status, "maintenance": self._maintenance, "sync": self._sync_command})
+        context = HandlerContext(self.config, logging.getLogger("pca.handler"), self.state.topology,
+                                 self.state.tenants)
+        extensions_dir = self.config.agent.extensions_dir
+        self.extensions = ExtensionRunner(Path(extensions_dir) if extensions_dir else None,
+                                          runtime.handlers, context)
+        self._check_posted = False
+        self._ports_task: Task | None = None
+        self._ports_since = 0.0
+        self._ports_warned = False
+        self._periodic: list[Task] = []
+        self._tailer: LogTailer | None = None
+        self._first_activation = True
+        self._tenants_announced = False
+        runtime.on_message = self.on_message
+
+    # --- Starting and stopping ---------------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Opens the outbox and the control channel, connects, and starts the lifecycle.
+
+        Returns:
+            False when a stop was requested before the broker could be reached.
+        """
+        self.outbox.open()
+        self.runtime.on_stop(self.outbox.close)
+        self.sink.start()
+        self.runtime.on_stop(self.sink.close)
+        self.control.start()
+        self.runtime.on_stop(self._close)
+        self.state.topology.observe(self._on_topology_change)
+        self.state.domain_mappings.observe(self._on_domain_mapping_change)
+        if not self.runtime.start(self.stop_event, patterns=("topology/#",)):
+            return False
+        assert self.runtime.transport is not None
+        self.runtime.transport.add_state_listener(self._on_connection)
+        self._lane.post("start", self._begin)
+        return True
+
+    def _close(self, _left: float) -> None:
+        self.control.close(1.0)
+        if self.artifacts is not None:
+            self.artifacts.close()
+        if self._tailer is not None:
+            self._tailer.close()
+
+    def _set_phase(self, phase: Phase) -> None:
+        if phase != self.phase:
+            _log.info("lifecycle: %s -> %s", self.phase, phase)
+            self.phase = phase
+
+    # --- Inputs (dispatcher thread: they only post work) ---------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        """Applies a message to the models, then posts what the lifecycle must do about it."""
+        if not self.state.handle(message):
+            return
+        if message.topic.startswith("instance/notifier/"):
+            try:
+                event = events.decode(message.topic, message.payload)
+            except events.EventDecodeError as exc:
+                _log.warning("malformed event skipped: %s", exc)
+                return
+            if isinstance(event, events.ArtifactUpdatedEvent):
+                self._lane.post("artifact update", lambda: self._on_artifact_updated(event))
+            elif isinstance(event, events.InstanceCleanupMemberEvent):
+                if event.member_id == self.identity.member_id:
+                    self._lane.post("cleanup", self._cleanup)
+            elif isinstance(event, events.InstanceCleanupClusterEvent) and (
+                    event.cluster_id == self.identity.cluster_id
+                    and event.cluster_instance_id == self.identity.cluster_instance_id):
+                self._lane.post("cleanup", self._cleanup)
+        elif message.topic.startswith("tenant/"):
+            self._announce_tenants()
+        elif message.topic == events.ApplicationSignUpRemovedEvent.TOPIC:
+            try:
+                removed = events.decode(message.topic, message.payload)
+            except events.EventDecodeError as exc:
+                _log.warning("malformed event skipped: %s", exc)
+                return
+            assert isinstance(removed, events.ApplicationSignUpRemovedEvent)
+            self._lane.post("signup removed", lambda: self._on_signup_removed(removed))
+
+    def _on_topology_change(self, change: TopologyChange) -> None:
+        if self.phase in (Phase.WAITING_FOR_TOPOLOGY, Phase.WAITING_FOR_INITIALIZATION) \
+                and not self._check_posted:
+            self._check_posted = True  # one check for a whole snapshot's worth of changes
+            self._lane.post("initialization check", self._check_initialized)
+        name = None
+        if isinstance(change, MemberStatusChanged) and change.old is not None:
+            name = MEMBER_EXTENSIONS.get(change.new)  # type: ignore[call-overload]
+        elif isinstance(change, MemberRemoved):
+            name = "MemberTerminatedEvent"
+        if name is not None:
+            extra = {"EVENT_SERVICE_NAME": change.service, "EVENT_CLUSTER_ID": change.cluster_id,
+                     "EVENT_MEMBER_ID": change.member_id}
+            self._lane.post(name, lambda: self._extension(name, **extra), essential=False)
+
+    def _announce_tenants(self) -> None:
+        # The CompleteTenantEvent extension runs once, when the first tenant list arrived (as before);
+        # checked per message, since a list holding only the super tenant changes nothing in the model.
+        if self._tenants_announced or not self.state.tenants.initialized:
+            return
+        self._tenants_announced = True
+        tenants = [{"tenantId": t.tenant_id, "tenantDomain": t.domain}
+                   for t in self.state.tenants.tenants.values()]
+        self._lane.post("tenants", lambda: self._extension("CompleteTenantEvent",
+                                                           TENANT_LIST_JSON=json.dumps(tenants)))
+
+    def _on_domain_mapping_change(self, change: DomainMappingChange) -> None:
+        name = "DomainMappingRemovedEvent" if isinstance(change, DomainMappingRemoved) \
+            else "DomainMappingAddedEvent"
+        extra: dict[str, object] = {"SUBSCRIPTION_CLUSTER_ID": change.cluster_id,
+                                    "SUBSCRIPTION_DOMAIN_NAME": change.domain_name}
+        mapping = self.state.domain_mappings.mapping(change.cluster_id, change.domain_name)
+        if mapping is not None:
+            tenant = self.state.tenants.tenant(mapping.tenant_id) if mapping.tenant_id is not None else None
+            extra.update(SUBSCRIPTION_APPLICATION_ID=mapping.application_id,
+                         SUBSCRIPTION_SERVICE_NAME=mapping.service_name,
+                         SUBSCRIPTION_TENANT_ID=mapping.tenant_id,
+                         SUBSCRIPTION_TENANT_DOMAIN=tenant.domain if tenant is not None else None,
+                         SUBSCRIPTION_CONTEXT_PATH=mapping.context_path)
+        self._lane.post(name, lambda: self._extension(name, **extra), essential=False)
+
+    def _on_connection(self, state: ConnectionState, _error: BaseException | None) -> None:
+        # The original never asked again after a reconnect; a request lost in an outage would leave the
+        # agent waiting for the next periodic snapshot.
+        if state is ConnectionState.RECONNECTED and self.phase is Phase.WAITING_FOR_TOPOLOGY:
+            self._lane.post("topology request", lambda: self._request(events.CompleteTopologyRequestEvent))
+
+    # --- The lifecycle (lane) ----------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self.identity.lvs_virtual_ip:
+            ip, _, mask = self.identity.lvs_virtual_ip.partition("|")
+            self._extension("CreateLVSDummyInterface", LVS_DUMMY_VIRTUAL_IP=ip, LVS_SUBNET_MASK=mask)
+        self._set_phase(Phase.WAITING_FOR_TOPOLOGY)
+        self._request(events.CompleteTopologyRequestEvent)
+        self._check_initialized()
+
+    def _check_initialized(self) -> None:
+        self._check_posted = False
+        topology = self.state.topology
+        if self.phase is Phase.WAITING_FOR_TOPOLOGY:
+            if not topology.initialized:
+                return
+            _log.info("topology received")
+            cluster = topology.cluster(self.identity.cluster_id)
+            members = cluster.member_map if cluster is not None and cluster.member_map else {}
+            self._extension("CompleteTopologyEvent", TOPOLOGY_JSON=events.encode(topology.topology).decode(),
+                            MEMBER_LIST_JSON=json.dumps({k: json.loads(events.encode(v))
+                                                         for k, v in members.items()}))
+            self._set_phase(Phase.WAITING_FOR_INITIALIZATION)
+        if self.phase is not Phase.WAITING_FOR_INITIALIZATION:
+            return
+        status = topology.member_status(self.identity.member_id or "")
+        if status is None or status == MemberStatus.CREATED:
+            _log.info("member %s is %s; waiting for it to be initialized", self.identity.member_id,
+                      status or "not in the topology")
+            return
+        self._initialized(status)
+
+    def _initialized(self, status: str) -> None:
+        _log.info("member %s initialized (status %s)", self.identity.member_id, status)
+        self.runtime.subscribe([p for p in AGENT_SUBSCRIPTIONS if p != "topology/#"])
+        self._request(events.CompleteTenantRequestEvent)
+        self._request(events.CompleteApplicationSignUpsRequestEvent)
+        if status == MemberStatus.INITIALIZED:
+            self._extension("InstanceStartedEvent")
+            self._publish(events.InstanceStartedEvent, transition=True)
+        if status in (MemberStatus.INITIALIZED, MemberStatus.STARTING):
+            self._extension("StartServers")
+        if self.identity.persistence_mapping:
+            self._extension("VolumeMount", VALUE1=self.identity.persistence_mapping)
+        self._start_log_publishing()
+        if status == MemberStatus.ACTIVE:
+            _log.info("member %s is already active: nothing to publish again", self.identity.member_id)
+            self._first_activation = False
+            self._set_phase(Phase.ACTIVE)
+            self._start_health()
+        elif status in (MemberStatus.INITIALIZED, MemberStatus.STARTING, MemberStatus.IN_MAINTENANCE):
+            self._first_activation = status != MemberStatus.IN_MAINTENANCE
+            if self.identity.repo_url:
+                _log.info("Artifact repository found, waiting for artifact updated event to checkout "
+                          "artifacts: [repo_url] %s", self.identity.repo_url)
+                self._set_phase(Phase.WAITING_FOR_ARTIFACTS)
+            else:
+                self._start_activation()
+        else:
+            _log.warning("member %s is %s: it will not be activated", self.identity.member_id, status)
+            self._set_phase(Phase.READY_TO_SHUTDOWN)
+
+    def _on_artifact_updated(self, event: events.ArtifactUpdatedEvent) -> None:
+        if self.artifacts is None:
+            _log.debug("artifact update for cluster %s skipped: no REPO_URL, no artifact repository",
+                       event.cluster_id)
+            return
+        self.artifacts.handle(event)  # announces through _on_artifact_update
+
+    def _on_artifact_update(self, update: ArtifactUpdate) -> None:
+        """Runs the ArtifactUpdatedEvent extension after a sync; the first one leads to activation."""
+        event, spec = update.event, update.spec
+        url = without_password(event.repo_url or "") if event is not None else spec.url
+        # The password only as the event carried it (encrypted), never the decrypted one; the URL without
+        # any password it held.
+        self._extension("ArtifactUpdatedEvent",
+                        ARTIFACT_UPDATED_CLUSTER_ID=event.cluster_id if event else self.identity.cluster_id,
+                        ARTIFACT_UPDATED_TENANT_ID=spec.tenant_id,
+                        ARTIFACT_UPDATED_REPO_URL=url,
+                        ARTIFACT_UPDATED_REPO_PASSWORD=event.repo_password if event else None,
+                        ARTIFACT_UPDATED_REPO_USERNAME=spec.username,
+                        ARTIFACT_UPDATED_STATUS=event.status if event else None,
+                        ARTIFACT_UPDATED_REVISION=update.result.revision,
+                        ARTIFACT_UPDATED_SCHEDULER=update.scheduled)
+        if self.phase is Phase.WAITING_FOR_ARTIFACTS:
+            self._start_activation()
+
+    def _on_signup_removed(self, event: events.ApplicationSignUpRemovedEvent) -> None:
+        if self.artifacts is not None and event.application_id == self.identity.application_id \
+                and event.tenant_id is not None:
+            self.artifacts.remove_tenant(str(event.tenant_id))
+        self._extension("ApplicationSignUpRemovedEvent")
+
+    def _start_activation(self) -> None:
+        self._set_phase(Phase.ACTIVATING)
+        self._ports_since = time.monotonic()
+        self._ports_warned = False
+        if self._ports_task is None:
+            self._ports_task = self.runtime.scheduler.every(PORT_CHECK_INTERVAL, self._check_ports,
+                                                            name="port check", initial_delay=0)
+
+    def _check_ports(self) -> None:
+        """Scheduler task: activates once every port accepts connections, however long that takes."""
+        if self.phase is not Phase.ACTIVATING:
+            return
+        closed = [p for p in self.identity.ports if not _port_open(self.config.agent.listen_address, p)]
+        if not closed:
+            if self._ports_task is not None:
+                self._ports_task.cancel()
+                self._ports_task = None
+            self._lane.post("activate", self._activate)
+            return
+        waited = time.monotonic() - self._ports_since
+        if waited >= self.config.agent.port_check_timeout and not self._ports_warned:
+            self._ports_warned = True
+            _log.warning("ports %s on %s not open after %.0f s; still checking", closed,
+                         self.config.agent.listen_address, waited)
+
+    def _activate(self) -> None:
+        if self.phase is not Phase.ACTIVATING:
+            return
+        self._publish(events.InstanceActivatedEvent, transition=self._first_activation)
+        self._first_activation = False
+        self._set_phase(Phase.ACTIVE)
+        self._extension("InstanceActivatedEvent")
+        self._start_health()
+
+    def _cleanup(self) -> None:
+        if self.phase is Phase.READY_TO_SHUTDOWN:
+            return
+        _log.info("cleanup requested")
+        self._stop_periodic()
+        if self.phase is not Phase.MAINTENANCE:
+            self._publish(events.InstanceMaintenanceModeEvent)
+            self._set_phase(Phase.MAINTENANCE)
+        self._extension("clean")
+        self._publish(events.InstanceReadyToShutdownEvent)
+        self._set_phase(Phase.READY_TO_SHUTDOWN)
+
+    # --- Control commands (control thread: they post work and answer at once) ----------------------------
+
+    def _status(self, _arguments: dict[str, Any]) -> dict[str, Any]:
+        transport = self.runtime.transport
+        return {
+            "phase": str(self.phase),
+            "member_id": self.identity.member_id,
+            "member_status": self.state.topology.member_status(self.identity.member_id or ""),
+            "transport": transport.state.value if transport is not None else None,
+            "outbox_depth": self.outbox.depth,
+            "artifact_revision": self.artifacts.revision if self.artifacts is not None else None,
+        }
+
+    def _maintenance(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        mode = arguments.get("mode")
+        if mode == "on":
+            stop = bool(arguments.get("stop"))
+            self._lane.post("maintenance on", lambda: self._maintenance_on(stop))
+        elif mode == "off":
+            self._lane.post("maintenance off", self._maintenance_off)
+        else:
+            raise PcaError(f"maintenance: expected mode 'on' or 'off', got {mode!r}")
+        return {"phase": str(self.phase), "requested": f"maintenance {mode}"}
+
+    def _maintenance_on(self, stop: bool) -> None:
+        if self.phase in (Phase.ACTIVE, Phase.ACTIVATING):
+            self._stop_periodic()
+            self._publish(events.InstanceMaintenanceModeEvent)
+            self._set_phase(Phase.MAINTENANCE)
+        else:
+            _log.warning("maintenance on: the agent is %s; nothing to do", self.phase)
+        if stop:
+            _log.info("maintenance on --stop: shutting down")
+            self.stop_event.set()
+
+    def _maintenance_off(self) -> None:
+        if self.phase is not Phase.MAINTENANCE:
+            _log.warning("maintenance off: the agent is %s, not in maintenance", self.phase)
+            return
+        self._start_activation()
+
+    def _sync_command(self, _arguments: dict[str, Any]) -> dict[str, Any]:
+        if self.artifacts is None or not self.artifacts.known:
+            raise PcaError("no artifact repository is known yet")
+        self._lane.post("sync", self._sync)
+        return {"requested": "sync"}
+
+    def _sync(self) -> None:
+        assert self.artifacts is not None
+        try:
+            self.artifacts.sync_all()  # announces the repositories that changed
+        except ArtifactSyncError as exc:
+            _log.error("%s", exc)
+
+    # --- Helpers -----------------------------------------------------------------------------------------
+
+    def _publish(self, cls: type[events.Event], *, transition: bool = False) -> None:
+        event = status_event(cls, self.identity)
+        key = f"{cls.__name__}:{self.identity.member_id}" if transition else None
+        if self.outbox.put(cls.TOPIC, events.encode(event), transition=key):
+            _log.info("%s queued for publishing", cls.__name__)
+        else:
+            _log.info("%s was published before for this member; not again", cls.__name__)
+
+    def _request(self, cls: type[events.Event]) -> None:
+        self.outbox.put(cls.TOPIC, events.encode(cls()))
+
+    def _extension(self, event: str, **extra: object) -> bool:
+        urls = self.config.transport.urls
+        # MB_IP: the broker's host, as the original passed the one it was connected to.
+        mb_ip = urls[0].split("://")[-1].rsplit(":", 1)[0].rpartition("@")[2] if urls else None
+        values = extension_values(event, self.config, self.state.topology, mb_ip=mb_ip, extra=extra)
+        return self.extensions.run(event, values)
+
+    def _start_health(self) -> None:
+        health = self.config.health
+        if not health.enabled or not any("health" in p.config.streams for p in self.runtime.publishers):
+            return
+        sampler = HealthSampler(self.identity, self.sink)
+        self._periodic.append(sampler.start(self.runtime.scheduler, health.interval))
+
+    def _start_log_publishing(self) -> None:
+        logs = self.config.logs
+        if not logs.enabled or not logs.paths or self._tailer is not None:
+            return
+        fields = {"member_id": self.identity.member_id or "", "cluster_id": self.identity.cluster_id}
+        self._tailer = LogTailer(logs.paths, self.sink, fields=fields,
+                                 position_file=Path(self.config.agent.state_dir) / "log-positions.json")
+        self._tailer.start(self.runtime.scheduler)
+
+    def _stop_periodic(self) -> None:
+        for task in self._periodic:
+            task.cancel()
+        self._periodic.clear()
+        if self._ports_task is not None:
+            self._ports_task.cancel()
+            self._ports_task = None
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False

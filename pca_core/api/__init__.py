@@ -1,0 +1,1 @@
+"""pca's plugin API: everything a plugin may import."""

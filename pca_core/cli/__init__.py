@@ -1,0 +1,1 @@
+"""The ``pca`` command: argument parsing, logging set-up, the demo and the control-plane simulator."""

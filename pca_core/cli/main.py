@@ -1,0 +1,284 @@
+"""The ``pca`` command.
+
+Commands import what they need when they run, so ``pca --help`` loads no plugin and no client library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from pca_core._version import __version__
+
+_log = logging.getLogger("pca.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pca", description="pca: the cloud-instance agent for Stratos application clusters.")
+    parser.add_argument("--version", action="version", version=f"pca {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    parser.add_argument("--log-format", default="plain", choices=("plain", "json"),
+                        help="plain text or one JSON object per line (default plain)")
+    parser.add_argument("--log-file", help="write the log to this file instead of stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_args(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", required=True,
+                         help="a native .toml file, or a legacy Stratos agent.conf")
+        sub.add_argument("--payload", help="the launch-params file (legacy default: "
+                                           "payload/launch-params beside agent.conf)")
+
+    run = commands.add_parser("run", help="run the agent")
+    config_args(run)
+    plugins = commands.add_parser("plugins", help="list the installed plugins and whether they load")
+    plugins.add_argument("--json", action="store_true", help="one JSON object per plugin")
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    check = config_commands.add_parser(
+        "check", help="validate a configuration and print it in effect, secrets masked")
+    config_args(check)
+    check.add_argument("--format", default="toml", choices=("toml", "json"),
+                       help="how to print the effective configuration (default toml)")
+    demo = commands.add_parser("demo", help="run the agent and a simulated control plane in one process")
+    demo.add_argument("--transport", default="memory",
+                      help="the transport plugin to run it over (default memory, in-process)")
+    demo.add_argument("--url", action="append", default=[], help="a broker URL for that transport")
+    simulate = commands.add_parser("simulate",
+                                   help="play the Stratos control plane for the configured member")
+    config_args(simulate)
+    simulate.add_argument("--repo-url", help="send an ArtifactUpdatedEvent for this repository")
+    simulate.add_argument("--cleanup-after-activation", action="store_true",
+                          help="send InstanceCleanupMemberEvent once the member is active")
+
+    def agent_args(sub: argparse.ArgumentParser) -> None:
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--config", help="the agent's configuration (to find its state directory)")
+        where.add_argument("--state-dir", help="the agent's state directory (default /var/lib/pca)")
+
+    agent_args(commands.add_parser("status", help="the running agent's lifecycle and connection state"))
+    maintenance = commands.add_parser("maintenance", help="take the member out of service or back")
+    maintenance.add_argument("mode", choices=("on", "off"))
+    maintenance.add_argument("--stop", action="store_true",
+                             help="with on: shut the agent down gracefully once the event is out")
+    agent_args(maintenance)
+    agent_args(commands.add_parser("sync", help="sync the artifacts now"))
+    events = commands.add_parser("events", help="Stratos event tools")
+    events_commands = events.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
+    events_check = events_commands.add_parser(
+        "check", help="decode a captured message as the agent would and print it as JSON")
+    events_check.add_argument("topic", help="the message's topic, e.g. topology/MemberActivatedEvent")
+    events_check.add_argument("file", help="the message body (a file of bytes; - for standard input)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``pca`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    from pca_core.api.errors import PcaError
+    from pca_core.cli import logsetup
+
+    try:
+        logsetup.configure(args.log_level, args.log_format, args.log_file)
+    except (ValueError, OSError) as exc:
+        print(f"pca: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "plugins":
+            return _plugins(args)
+        if args.command == "config":
+            return _config_check(args)
+        if args.command == "events":
+            return _events_check(args)
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.command in ("status", "maintenance", "sync"):
+            return _control(args)
+        from pca_core.cli.demo import demo
+
+        return demo(args.transport, args.url)
+    except PcaError as exc:
+        print(f"pca: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202 - returns pca_core.config.Config
+    from pca_core import config
+
+    loaded, warnings = config.load(args.config, getattr(args, "payload", None))
+    for warning in warnings:
+        _log.warning("%s", warning)
+    return loaded
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pca_core.agent.lifecycle import Agent
+    from pca_core.runtime.runtime import Runtime
+
+    runtime = Runtime(_load(args), source=args.config)
+    runtime.load()
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    agent = Agent(runtime, stop)
+    try:
+        if agent.start():
+            _log.info("agent running; waiting for a stop signal")
+            wait_for_stop(stop)
+    finally:
+        _log.info("Shutting down Stratos cartridge agent...")
+        runtime.stop()
+    _log.info("stopped")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from pca_core.api.plugin import parse_options
+    from pca_core.cli.simulator import Simulator
+    from pca_core.runtime import discovery
+
+    config = _load(args)
+    cls = discovery.load_plugin(discovery.TRANSPORTS, config.transport.plugin)
+    # A client of its own beside the agent's: the agent's client id would make the broker drop one of them.
+    options = parse_options(cls, config.transport.options, source=args.config, key="transport.options")
+    transport = cls(msgspec.structs.replace(config.transport, client_id=None), options)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    transport.connect(timeout=config.transport.connect_timeout)
+    simulator = Simulator(transport, config.identity, repo_url=args.repo_url,
+                          cleanup_after_activation=args.cleanup_after_activation,
+                          say=lambda text: print(text, flush=True), finished=stop)
+    simulator.start()
+    print(f"simulating the control plane for member {config.identity.member_id}; Ctrl-C to stop", flush=True)
+    try:
+        wait_for_stop(stop)  # a signal, or the member reported ready to shut down
+    finally:
+        simulator.close()
+        transport.close(5.0)
+    return 0
+
+
+def _control(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pca_core.agent import control
+
+    state_dir = args.state_dir or (_load(args).agent.state_dir if args.config else "/var/lib/pca")
+    arguments = {"mode": args.mode, "stop": args.stop} if args.command == "maintenance" else {}
+    reply = control.call(Path(state_dir) / "control.sock", args.command, **arguments)
+    if args.command == "status":
+        for key, value in reply.items():
+            print(f"{key:<18} {value}")
+    else:
+        print(json.dumps(reply))
+    return 0
+
+
+def wait_for_stop(stop: threading.Event) -> None:
+    """Waits on the main thread until ``stop`` is set.
+
+    In slices: a signal the kernel delivers to another thread only flags the main thread, which runs
+    the handler when it next wakes; an unbounded wait could sleep through it.
+    """
+    while not stop.wait(0.5):
+        pass
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``; a second one ends the process at once."""
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if received:
+            _log.warning("%s again: exiting now", name)
+            os._exit(128 + signum)
+        received.append(signum)
+        _log.info("%s: shutting down gracefully (send it again to exit at once)", name)
+        # Not stop.set() here: the handler runs on the main thread, which may be inside stop.wait()
+        # holding the event's lock; setting it from a short-lived thread cannot deadlock.
+        threading.Thread(target=stop.set, name="pca-signal").start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from pca_core.runtime.discovery import list_plugins
+
+    rows = list_plugins()
+    if args.json:
+        for row in rows:
+            print(json.dumps({"group": row.group, "name": row.name, "distribution": row.distribution,
+                              "version": row.version, "loads": row.error is None, "error": row.error}))
+        return 0
+    for row in rows:
+        status = "ok" if row.error is None else f"error: {row.error}"
+        print(f"{row.group:<20} {row.name:<10} {row.distribution} {row.version}  {status}")
+    return 0
+
+
+def _events_check(args: argparse.Namespace) -> int:
+    from pca_core.api.secrets import mask_data
+    from pca_core.stratos import events
+
+    try:
+        payload = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
+    except OSError as exc:
+        print(f"pca: error: {args.file}: cannot be read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        event = events.decode(args.topic, payload)
+    except events.EventDecodeError as exc:
+        where = f" at {exc.where}" if exc.where else ""
+        print(f"pca: {args.file} does not fit {args.topic}{where}: {exc.why}", file=sys.stderr)
+        return 1
+    print(json.dumps({type(event).__name__: mask_data(json.loads(events.encode(event)))}, indent=2))
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from pca_core import config
+    from pca_core.api.errors import PluginNotFound
+    from pca_core.api.plugin import parse_options
+    from pca_core.runtime import discovery
+
+    loaded = _load(args)
+    data = config.to_data(loaded)
+    if args.format == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        import tomli_w
+
+        print(tomli_w.dumps(data), end="")
+    selected = [(discovery.TRANSPORTS, loaded.transport.plugin, loaded.transport.options, "transport")]
+    selected += [(discovery.LOG_PUBLISHERS, p.plugin, p.options, f"publishers[{i}]")
+                 for i, p in enumerate(loaded.publishers)]
+    selected += [(discovery.EVENT_HANDLERS, h.plugin, h.options, f"event_handlers[{i}]")
+                 for i, h in enumerate(loaded.event_handlers)]
+    for group, name, options, key in selected:
+        try:
+            cls = discovery.load_plugin(group, name)
+        except PluginNotFound as exc:
+            # A configuration may be checked where its plugins are not installed (a build host).
+            _log.warning("%s: %s; its options were not checked", key, exc)
+            continue
+        parse_options(cls, options, source=args.config, key=f"{key}.options")
+    _log.info("%s: configuration is valid", args.config)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The running agent's machinery: plugins, dispatcher and scheduler, started and stopped in order."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from pca_core.api.artifact_repo import ArtifactRepo
+from pca_core.api.errors import AuthenticationError, ConnectionFailed, PcaError
+from pca_core.api.event_handler import EventHandler
+from pca_core.api.log_publisher import LogPublisher
+from pca_core.api.plugin import Plugin, parse_options
+from pca_core.api.transport import ConnectionState, Message, Transport
+from pca_core.config import Config
+from pca_core.runtime import discovery
+from pca_core.runtime.dispatcher import Dispatcher
+from pca_core.runtime.scheduler import Scheduler
+from pca_core.stratos.state import AgentState
+from pca_core.stratos.topics import AGENT_SUBSCRIPTIONS
+
+_log = logging.getLogger(__name__)
+
+# The original agent's retry schedule for an unreachable broker, in seconds; then 60 s for ever.
+RETRY_DELAYS = (2, 2, 5, 5, 10, 10, 20, 20, 30, 30, 40, 40, 50, 50, 60)
+
+
+def _instantiate(group: str, name: str, raw_options: dict[str, Any], *, source: str, key: str,
+                 make: Callable[[Any, Any], Plugin]) -> Any:
+    cls = discovery.load_plugin(group, name)
+    options = parse_options(cls, raw_options, source=source, key=key)
+    return make(cls, options)
+
+
+class Runtime:
+    """Loads the configured plugins and runs the agent's threads until :meth:`stop`.
+
+    Args:
+        config: the effective configuration.
+        source: the configuration file, for error messages.
+        on_message: called on the dispatcher thread for every message of the agent's subscriptions;
+            the default applies it to :attr:`state`.
+
+    Attributes:
+        state: the agent's models (topology, tenants, signups, domain mappings).
+    """
+
+    def __init__(self, config: Config, *, source: str = "config",
+                 on_message: Callable[[Message], None] | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.state = AgentState()
+        self.on_message = on_message or self._apply
+        self.dispatcher = Dispatcher(config.agent.dispatch_queue_size)
+        self.scheduler = Scheduler(workers=config.agent.workers)
+        self.transport: Transport | None = None
+        self.publishers: list[LogPublisher] = []
+        self.handlers: list[EventHandler] = []
+        self.artifact_repo: ArtifactRepo | None = None
+        self._closers: list[Callable[[float], object]] = []
+
+    def load(self) -> None:
+        """Loads and configures every selected plugin (none other is imported).
+
+        The artifact repository is loaded only when the payload has ``REPO_URL`` (and none was given).
+
+        Raises:
+            PluginError: a plugin is missing, broken or of another API version.
+            ConfigError: a plugin's options are invalid.
+        """
+        cfg = self.config
+        transport_config = cfg.transport
+        if transport_config.client_id is None and cfg.identity.member_id:
+            # Stable across restarts, so a persistent session (where the plugin offers one) is resumed.
+            transport_config = msgspec.structs.replace(transport_config,
+                                                       client_id=f"pca-{cfg.identity.member_id}")
+        self.transport = _instantiate(
+            discovery.TRANSPORTS, transport_config.plugin, transport_config.options, source=self.source,
+            key="transport.options", make=lambda cls, options: cls(transport_config, options))
+        for i, publisher in enumerate(cfg.publishers):
+            self.publishers.append(_instantiate(
+                discovery.LOG_PUBLISHERS, publisher.plugin, publisher.options, source=self.source,
+                key=f"publishers[{i}].options",
+                make=lambda cls, options, publisher=publisher: cls(publisher, options)))
+        if cfg.identity.repo_url and self.artifact_repo is None:
+            self.artifact_repo = _instantiate(
+                discovery.ARTIFACT_REPOS, cfg.artifacts.plugin, cfg.artifacts.options, source=self.source,
+                key="artifacts.options", make=lambda cls, options: cls(cfg.artifacts, options))
+        for i, handler in enumerate(cfg.event_handlers):
+            self.handlers.append(_instantiate(
+                discovery.EVENT_HANDLERS, handler.plugin, handler.options, source=self.source,
+                key=f"event_handlers[{i}].options", make=lambda cls, options: cls(options)))
+
+    def start(self, stop: threading.Event, patterns: Sequence[str] = AGENT_SUBSCRIPTIONS) -> bool:
+        """Starts the threads, connects (retrying until ``stop`` is set) and subscribes to ``patterns``.
+
+        Returns:
+            False when ``stop`` was set before a connection was made.
+        """
+        if self.transport is None:
+            self.load()
+        assert self.transport is not None
+        self.scheduler.start()
+        self.dispatcher.start()
+        self.transport.add_state_listener(self._log_state)
+        if not self._connect(self.transport, stop):
+            return False
+        self.subscribe(patterns)
+        return True
+
+    def subscribe(self, patterns: Sequence[str]) -> None:
+        """Subscribes :attr:`on_message` (through the dispatcher) to each pattern."""
+        assert self.transport is not None
+        for pattern in patterns:
+            self.transport.subscribe(pattern, self.dispatcher.wrap(self.on_message))
+            _log.info("subscribed to %r", pattern)
+
+    def on_stop(self, closer: Callable[[float], object]) -> None:
+        """Registers ``closer(seconds_left)`` to run at :meth:`stop`.
+
+        Closers run after in-flight work finished and before the plugins close, in the reverse order of
+        registration.
+        """
+        self._closers.append(closer)
+
+    def _connect(self, transport: Transport, stop: threading.Event) -> bool:
+        for delay in itertools.chain(RETRY_DELAYS, itertools.repeat(RETRY_DELAYS[-1])):
+            if stop.is_set():
+                return False
+            try:
+                transport.connect(timeout=self.config.transport.connect_timeout)
+                return True
+            except (ConnectionFailed, AuthenticationError) as exc:
+                _log.error("%s; retrying in %d seconds", exc, delay)
+            if stop.wait(delay):
+                return False
+        return False  # pragma: no cover - the delays never run out
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stops intake, lets in-flight work finish within ``timeout`` seconds, then closes the plugins.
+
+        Returns:
+            True when all in-flight work finished before the deadline.
+        """
+        deadline = time.monotonic() + (self.config.agent.shutdown_timeout if timeout is None else timeout)
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.0)
+
+        finished = self.dispatcher.stop(left())
+        finished = self.scheduler.shutdown(left()) and finished
+        for closer in reversed(self._closers):
+            try:
+                closer(left())
+            except (PcaError, OSError) as exc:
+                _log.warning("shutting down: %s", exc)
+        repos = [self.artifact_repo] if self.artifact_repo is not None else []
+        for plugin in (*self.handlers, *repos, *self.publishers):
+            try:
+                if isinstance(plugin, LogPublisher):
+                    plugin.flush(left())
+                    plugin.close(left())
+                else:
+                    plugin.close()
+            except (PcaError, OSError) as exc:
+                _log.warning("closing %s: %s", type(plugin).__name__, exc)
+        if self.transport is not None:
+            try:
+                self.transport.close(max(left(), 1.0))
+            except PcaError as exc:
+                _log.warning("closing the transport: %s", exc)
+        if not finished:
+            _log.warning("shutdown deadline passed with work still in flight; it was abandoned")
+        return finished
+
+    def run(self, stop: threading.Event) -> bool:
+        """Starts, waits for ``stop``, and stops; returns what :meth:`stop` returned."""
+        try:
+            if self.start(stop):
+                _log.info("agent running; waiting for a stop signal")
+                stop.wait()
+        finally:
+            _log.info("shutting down")
+            finished = self.stop()
+        _log.info("stopped")
+        return finished
+
+    def _apply(self, message: Message) -> None:
+        _log.debug("received %s (%d bytes)", message.topic, len(message.payload))
+        self.state.handle(message)
+
+    @staticmethod
+    def _log_state(state: ConnectionState, error: BaseException | None) -> None:
+        if state in (ConnectionState.LOST,):
+            _log.warning("transport connection %s: %s", state.value, error)
+        else:
+            _log.info("transport %s", state.value)

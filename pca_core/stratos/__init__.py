@@ -1,0 +1,1 @@
+"""The Stratos wire format and the models kept from it: events, topology, tenants, signups."""

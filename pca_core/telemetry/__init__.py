@@ -1,0 +1,1 @@
+"""Telemetry: records on their way to the log publishers, and the log tailer that produces them."""

@@ -1,0 +1,411 @@
+"""The ``git`` artifact repository: clone, fetch and fast-forward, commit and push, all through dulwich."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dulwich.errors import NotGitRepository
+from dulwich.graph import can_fast_forward
+from dulwich.repo import Repo
+
+from pca_core.api.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
+from pca_core.api.errors import ArtifactSyncError
+from pca_core.api.plugin import PluginOptions
+from pca_git import _worktree
+from pca_git._atomic import Layout
+from pca_git._remote import BRANCH_PREFIX, HEAD, PLUGIN, Fetched, Remote
+
+_log = logging.getLogger(__name__)
+
+ORIGIN = b"origin"
+TRACKING_PREFIX = b"refs/remotes/origin/"
+DEFAULT_EMAIL = "author@example.org"  # the original agent's committer e-mail
+_AUTHOR = re.compile(r"^[^<>\n]+ <[^<>\n]*>$")
+# What can go wrong on the local side of an operation, besides what the remote reports.
+_LOCAL_ERRORS = (OSError, NotGitRepository, KeyError, ValueError)
+
+
+class GitOptions(PluginOptions):
+    """Options of the ``git`` artifact repository (``[artifacts.options]``).
+
+    Attributes:
+        atomic: check each revision out into its own directory and switch a symlink at the working
+            directory to it (read-only publication; no commit and push).
+        keep_revisions: in atomic mode, how many previous revisions to keep besides the current one.
+        author: ``Name <email>`` of the commits pca makes; default ``<tenant id> <author@example.org>``,
+            as the original agent.
+        timeout: seconds allowed to connect to a remote, and for each read from it.
+        ssh_key_file: the private key for ``ssh://`` remotes (run through the system ``ssh`` client).
+    """
+
+    atomic: bool = False
+    keep_revisions: int = 2
+    author: str | None = None
+    timeout: float = 60.0
+    ssh_key_file: str | None = None
+
+
+class GitRepo(ArtifactRepo):
+    """Keeps a directory in sync with a git repository, through dulwich; never runs ``git``.
+
+    In-place mode (the default, as the original agent): the directory holds ``.git`` and the files of the
+    checked-out revision, next to any files of its own. A sync fetches only what is missing, then moves
+    the files to the new revision; it refuses, changing nothing, when that would overwrite a local change.
+    Atomic mode: see :mod:`pca_git._atomic`.
+
+    Credentials go from the :class:`~pca_core.api.artifact_repo.RepoSpec` to the HTTP client only: the URL
+    stored in ``.git/config`` has none, and error messages are scrubbed of the password.
+    """
+
+    Options = GitOptions
+    capabilities = frozenset({"push", "atomic"})
+
+    def __init__(self, config: Any, options: GitOptions | None = None) -> None:
+        super().__init__(config, options if options is not None else GitOptions())
+
+    @classmethod
+    def check_options(cls, options: GitOptions) -> None:
+        """Checks ranges and the author's form.
+
+        Raises:
+            ValueError: naming the option.
+        """
+        if options.keep_revisions < 0:
+            raise ValueError(f"keep_revisions: expected 0 or more, got {options.keep_revisions}")
+        if not options.timeout > 0:
+            raise ValueError(f"timeout: expected a positive number of seconds, got {options.timeout}")
+        if options.author is not None and not _AUTHOR.match(options.author):
+            raise ValueError(f"author: expected 'Name <email>', got {options.author!r}")
+
+    # --- The contract ----------------------------------------------------------------------------------
+
+    def sync(self, spec: RepoSpec) -> SyncResult:
+        """Clones the repository the first time, then fetches and fast-forwards it.
+
+        Raises:
+            ArtifactSyncError: the remote failed, or moving to its revision would overwrite local changes
+                or local commits; the working directory is left as it was.
+        """
+        remote = self._remote(spec)
+        try:
+            if self.options.atomic:
+                return self._sync_atomic(spec, remote)
+            repo = _open(Path(spec.path))
+            if repo is None:
+                return self._clone(spec, remote)
+            with contextlib.closing(repo):
+                return self._pull(repo, spec, remote)
+        except _worktree.UnsafePath as exc:
+            raise ArtifactSyncError(PLUGIN, f"{spec.path}: the revision of {remote.url} holds a path that "
+                                            f"must not be written ({exc}); nothing was checked out") from None
+        except _LOCAL_ERRORS as exc:
+            raise remote.error(f"sync of {spec.path} from", exc) from None
+
+    def commit_and_push(self, spec: RepoSpec, message: str) -> str | None:
+        """Commits every local change (``git add --all``) on the checked-out branch and pushes it.
+
+        The push must be a fast-forward of the remote branch; when it fails for any reason the commit is
+        rolled back (branch and index as before) and the changes stay in the working directory, for the
+        next attempt.
+
+        Raises:
+            ArtifactSyncError: no checkout, atomic mode, or the push failed (after the rollback).
+        """
+        if self.options.atomic:
+            raise ArtifactSyncError(PLUGIN, "atomic mode publishes read-only revisions: it does not commit")
+        remote = self._remote(spec)
+        repo = _open(Path(spec.path))
+        if repo is None:
+            raise ArtifactSyncError(PLUGIN, f"{spec.path}: no checkout to commit from")
+        with contextlib.closing(repo):
+            try:
+                return self._commit_and_push(repo, spec, remote, message)
+            except _LOCAL_ERRORS as exc:
+                raise remote.error(f"commit in {spec.path} for", exc) from None
+
+    def remove(self, spec: RepoSpec) -> None:
+        """Deletes the working directory (in atomic mode: the link, the revisions and the repository)."""
+        path = Path(spec.path)
+        layout = Layout(path)
+        if layout.owns_link() or layout.root.exists():
+            layout.remove()
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        _remove_leftovers(path)
+
+    def current_revision(self, spec: RepoSpec) -> str | None:
+        """The revision checked out at ``spec.path``, or None when there is no checkout there."""
+        path = Path(spec.path)
+        layout = Layout(path)
+        if layout.owns_link():
+            return layout.current()
+        repo = _open(path)
+        if repo is None:
+            return None
+        with contextlib.closing(repo):
+            try:
+                return repo.head().decode()
+            except KeyError:
+                return None
+
+    # --- In place --------------------------------------------------------------------------------------
+
+    def _clone(self, spec: RepoSpec, remote: Remote) -> SyncResult:
+        """First checkout: fetch into a scratch directory, then move ``.git`` in and write the files."""
+        path = Path(spec.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(path)  # of an attempt the agent did not live to clean up
+        scratch = _scratch_dir(path)
+        try:
+            repo = Repo.init(str(scratch), default_branch=b"main")
+            with contextlib.closing(repo):
+                _set_remote(repo, remote.url)
+                fetched = remote.fetch(repo, _branch(spec))
+                _track(repo, fetched.branch, fetched.target)
+                tree = repo[fetched.target].tree
+                _worktree.check_paths(repo, tree)
+            path.mkdir(exist_ok=True)
+            control = path / _worktree.CONTROL_DIR
+            if os.path.lexists(control):  # a broken repository (a valid one is pulled, not cloned)
+                (scratch / _worktree.CONTROL_DIR).rename(scratch / "new.git")
+                control.rename(scratch / "broken.git")
+                (scratch / "new.git").rename(control)
+            else:
+                (scratch / _worktree.CONTROL_DIR).rename(control)
+            try:
+                repo = Repo(str(path))
+                with contextlib.closing(repo):
+                    _worktree.checkout(repo, str(path), tree)
+            except BaseException:
+                shutil.rmtree(control, ignore_errors=True)  # the next attempt is a clone again
+                raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        _log.info("cloned %s (branch %s) into %s at %s", remote.url, fetched.branch.decode(errors="replace"),
+                  path, fetched.target.decode())
+        return SyncResult(changed=True, revision=fetched.target.decode(), previous=None)
+
+    def _pull(self, repo: Repo, spec: RepoSpec, remote: Remote) -> SyncResult:
+        fetched = remote.fetch(repo, _branch(spec) or _checked_out_branch(repo))
+        if _remote_url(repo) != remote.url:  # recorded once the new remote answered
+            _log.info("%s: remote changed to %s", spec.path, remote.url)
+            _set_remote(repo, remote.url)
+        return self._advance(repo, fetched, spec)
+
+    def _advance(self, repo: Repo, fetched: Fetched, spec: RepoSpec) -> SyncResult:
+        """Moves the checkout to the fetched revision, if that loses no local commit and no local change."""
+        branch, target = fetched.branch, fetched.target
+        head = _head(repo)
+        tracking = TRACKING_PREFIX + branch
+        previous_remote = _ref(repo, tracking)
+        same_branch = _checked_out_branch(repo) == branch
+        if head == target:
+            _track(repo, branch, target)
+            return SyncResult(changed=False, revision=target.decode(), previous=head.decode())
+        if head is not None and same_branch and not can_fast_forward(repo, head, target):
+            if can_fast_forward(repo, target, head):
+                _track(repo, branch, target, local=False)
+                return SyncResult(changed=False, revision=head.decode(), previous=head.decode())
+            if previous_remote is None or not can_fast_forward(repo, head, previous_remote):
+                raise ArtifactSyncError(PLUGIN, (
+                    f"{spec.path}: the checked-out branch {branch.decode(errors='replace')} has local "
+                    f"commits the remote does not have, and the remote has new ones: not pulled; push or "
+                    f"drop the local commits"))
+            _log.warning("%s: the remote rewrote branch %s; following it", spec.path,
+                         branch.decode(errors="replace"))
+        old_tree = repo[head].tree if head is not None else None
+        new_tree = repo[target].tree
+        diff = _worktree.changes(repo, old_tree, new_tree)
+        lost = _worktree.overwritten(repo, diff)
+        if lost:
+            raise ArtifactSyncError(PLUGIN, (
+                f"{spec.path}: revision {target.decode()} would overwrite local changes to "
+                f"{_worktree.describe_paths(lost)}: not pulled; commit them (auto-commit) or undo them"))
+        _worktree.advance(repo, old_tree, new_tree, diff)
+        _track(repo, branch, target)
+        _log.info("%s: %s -> %s (%d files changed)", spec.path, head.decode() if head else None,
+                  target.decode(), len(diff))
+        return SyncResult(changed=True, revision=target.decode(), previous=head.decode() if head else None)
+
+    def _commit_and_push(self, repo: Repo, spec: RepoSpec, remote: Remote, message: str) -> str | None:
+        branch = _checked_out_branch(repo)
+        head = _head(repo)
+        if branch is None or head is None:
+            raise ArtifactSyncError(PLUGIN, f"{spec.path}: no branch checked out to commit on")
+        index = _worktree.open_index(repo)
+        modified, untracked = _worktree.local_changes(repo, index)
+        if not modified and not untracked:
+            return None
+        saved_index = Path(repo.index_path()).read_bytes()
+        _worktree.stage(repo, index, [*modified, *untracked])
+        tree = index.commit(repo.object_store)
+        if tree == repo[head].tree:
+            index.write()  # only the stat information changed
+            return None
+        commit = _worktree.make_commit(repo, tree, head, self._author(spec), message)
+        ref = BRANCH_PREFIX + branch
+        if not repo.refs.set_if_equals(ref, head, commit):
+            raise ArtifactSyncError(PLUGIN, f"{spec.path}: the branch moved while committing; not committed")
+        index.write()
+
+        def fast_forward(current: bytes | None) -> bool:
+            return current is None or current == head or (
+                current in repo.object_store and can_fast_forward(repo, current, commit))
+
+        try:
+            remote.push(repo, branch, commit, fast_forward)
+        except Exception as exc:
+            repo.refs.set_if_equals(ref, commit, head)
+            Path(repo.index_path()).write_bytes(saved_index)
+            if isinstance(exc, ArtifactSyncError):
+                raise ArtifactSyncError(PLUGIN, f"{exc}; the local commit was rolled back and the changes "
+                                                f"are kept for the next attempt") from None
+            raise
+        repo.refs[TRACKING_PREFIX + branch] = commit
+        _log.info("%s: committed and pushed %s to %s (%d paths)", spec.path, commit.decode(), remote.url,
+                  len(modified) + len(untracked))
+        return commit.decode()
+
+    # --- Atomic ----------------------------------------------------------------------------------------
+
+    def _sync_atomic(self, spec: RepoSpec, remote: Remote) -> SyncResult:
+        layout = Layout(Path(spec.path))
+        problem = layout.check_link()
+        if problem is not None:
+            raise ArtifactSyncError(PLUGIN, problem)
+        repo = layout.open_repo(default_branch=b"main")
+        with contextlib.closing(repo):
+            branch = _branch(spec) or (_checked_out_branch(repo) if _head(repo) is not None else None)
+            fetched = remote.fetch(repo, branch)
+            if _remote_url(repo) != remote.url:
+                _set_remote(repo, remote.url)
+            _track(repo, fetched.branch, fetched.target)
+            current = layout.current()
+            revision = fetched.target.decode()
+            if current == revision and (layout.root / revision).is_dir():
+                return SyncResult(changed=False, revision=revision, previous=current)
+            layout.publish(repo, fetched.target)
+        removed = layout.prune(self.options.keep_revisions)
+        _log.info("%s -> %s (revisions removed: %s)", spec.path, revision, ", ".join(removed) or "none")
+        return SyncResult(changed=True, revision=revision, previous=current)
+
+    # --- Helpers ---------------------------------------------------------------------------------------
+
+    def _remote(self, spec: RepoSpec) -> Remote:
+        password = spec.password.reveal() if spec.password is not None else None
+        return Remote(spec.url, spec.username, password, timeout=self.options.timeout,
+                      ssh_key_file=self.options.ssh_key_file)
+
+    def _author(self, spec: RepoSpec) -> str:
+        return self.options.author or f"{spec.tenant_id or 'pca'} <{DEFAULT_EMAIL}>"
+
+
+def _open(path: Path) -> Repo | None:
+    """The repository at ``path``, or None when there is none or it is broken."""
+    if not (path / _worktree.CONTROL_DIR).is_dir():
+        return None
+    try:
+        repo = Repo(str(path))
+    except (NotGitRepository, OSError, ValueError, KeyError):
+        return None
+    try:
+        if _head(repo) is not None:
+            return repo
+    except (OSError, ValueError):
+        pass
+    repo.close()
+    return None
+
+
+def _head(repo: Repo) -> bytes | None:
+    try:
+        head = repo.refs[HEAD]
+    except KeyError:
+        return None
+    return head if head in repo.object_store else None
+
+
+def _branch(spec: RepoSpec) -> bytes | None:
+    return spec.branch.encode() if spec.branch else None
+
+
+def _checked_out_branch(repo: Repo) -> bytes | None:
+    chain, _sha = repo.refs.follow(HEAD)
+    target = chain[-1] if len(chain) > 1 else None
+    return target[len(BRANCH_PREFIX):] if target is not None and target.startswith(BRANCH_PREFIX) else None
+
+
+def _track(repo: Repo, branch: bytes, target: bytes, *, local: bool = True) -> None:
+    """Records the remote's revision; with ``local``, also makes it the checked-out branch's.
+
+    Writes only what differs, so that a sync with nothing new writes nothing.
+    """
+    _set_ref(repo, TRACKING_PREFIX + branch, target)
+    if not local:
+        return
+    _set_ref(repo, BRANCH_PREFIX + branch, target)
+    if _checked_out_branch(repo) != branch:
+        repo.refs.set_symbolic_ref(HEAD, BRANCH_PREFIX + branch)
+    config = repo.get_config()
+    section = (b"branch", branch)
+    try:
+        merge = config.get(section, b"merge")
+    except KeyError:
+        merge = None
+    if merge != BRANCH_PREFIX + branch:
+        config.set(section, b"remote", ORIGIN)
+        config.set(section, b"merge", BRANCH_PREFIX + branch)
+        config.write_to_path()
+
+
+def _ref(repo: Repo, name: bytes) -> bytes | None:
+    try:
+        return repo.refs[name]
+    except KeyError:
+        return None
+
+
+def _set_ref(repo: Repo, name: bytes, value: bytes) -> None:
+    if _ref(repo, name) != value:
+        repo.refs[name] = value
+
+
+def _remote_url(repo: Repo) -> str | None:
+    try:
+        return repo.get_config().get((b"remote", ORIGIN), b"url").decode()
+    except KeyError:
+        return None
+
+
+def _set_remote(repo: Repo, url: str) -> None:
+    """Writes the remote's URL (never with credentials) and its fetch refspec to ``.git/config``."""
+    config = repo.get_config()
+    config.set((b"remote", ORIGIN), b"url", url.encode())
+    config.set((b"remote", ORIGIN), b"fetch", b"+refs/heads/*:" + TRACKING_PREFIX + b"*")
+    config.write_to_path()
+
+
+def _scratch_dir(path: Path) -> Path:
+    """A scratch directory on the working directory's file system (``.git`` is renamed out of it).
+
+    Beside the working directory, so that nothing appears in it before the fetch succeeded; inside it
+    when its parent is not writable.
+    """
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.pca-clone-", dir=path.parent))
+    except PermissionError:
+        path.mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".pca-clone-", dir=path))
+
+
+def _remove_leftovers(path: Path) -> None:
+    for pattern, directory in ((f".{path.name}.pca-clone-*", path.parent), (".pca-clone-*", path)):
+        for entry in directory.glob(pattern) if directory.is_dir() else ():
+            shutil.rmtree(entry, ignore_errors=True)
