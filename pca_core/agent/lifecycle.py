@@ -137,7 +137,7 @@ class Agent:
         self.sink = RecordSink(runtime.publishers, runtime.scheduler)
         self.control = ControlServer(state_dir / "control.sock", {
             "status": self._status, "maintenance": self._maintenance, "sync": self._sync_command})
-        context = HandlerContext(self.config, logging.getLogger("pca.handler"), self.state.topology,
+        context = HandlerContext(self.config.payload, logging.getLogger("pca.handler"), self.state.topology,
                                  self.state.tenants)
         extensions_dir = self.config.agent.extensions_dir
         self.extensions = ExtensionRunner(Path(extensions_dir) if extensions_dir else None,

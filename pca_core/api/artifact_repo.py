@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
-from pca_core.api.plugin import Plugin
+from pca_core.api.errors import ArtifactSyncError
+from pca_core.api.plugin import Capability, Plugin
 from pca_core.api.secrets import Secret
-
-if TYPE_CHECKING:
-    from pca_core.config import ArtifactsConfig
+from pca_core.api.settings import ArtifactsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +54,16 @@ class ArtifactRepo(Plugin, abc.ABC):
       written to disk, nor in an error message.
     - The core never runs two operations on the same ``spec.path`` at once; operations on different
       paths may run concurrently, from different threads.
+    - :meth:`commit_and_push` is offered with :attr:`Capability.PUSH`, remotes that need a user name and
+      password with :attr:`Capability.CREDENTIALS`.
 
     Args:
         config: the core's artifact settings.
         options: the plugin's own options, validated against :attr:`Options`.
     """
+
+    known_capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.PUSH,
+                                                                     Capability.CREDENTIALS})
 
     def __init__(self, config: ArtifactsConfig, options: Any) -> None:
         self.config = config
@@ -69,9 +73,15 @@ class ArtifactRepo(Plugin, abc.ABC):
     def sync(self, spec: RepoSpec) -> SyncResult:
         """Brings ``spec.path`` up to date with the remote, cloning it the first time."""
 
-    @abc.abstractmethod
     def commit_and_push(self, spec: RepoSpec, message: str) -> str | None:
-        """Commits local changes and pushes them; returns the new revision, or None if nothing changed."""
+        """Commits local changes and pushes them; returns the new revision, or None if nothing changed.
+
+        The default, for a plugin without :attr:`Capability.PUSH`, refuses.
+
+        Raises:
+            ArtifactSyncError: the push failed (the local changes are kept) or is not offered.
+        """
+        raise ArtifactSyncError(type(self).__name__, "this artifact repository does not push changes")
 
     @abc.abstractmethod
     def remove(self, spec: RepoSpec) -> None:

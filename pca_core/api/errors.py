@@ -27,6 +27,26 @@ class ConfigError(PcaError):
         super().__init__(f"{source}: {key}: {expected}")
 
 
+class ConfigErrors(ConfigError):
+    """Every problem found in one configuration, so that one run reports them all.
+
+    Its ``source``, ``key`` and ``expected`` are the first problem's.
+
+    Attributes:
+        errors: the problems, each naming its file (or variable), key and what was expected.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        if not errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        self.errors = list(errors)
+        first = self.errors[0]
+        super().__init__(first.source, first.key, first.expected)
+        if len(self.errors) > 1:
+            lines = "\n  ".join(str(error) for error in self.errors)
+            self.args = (f"{len(self.errors)} problems in the configuration:\n  {lines}",)
+
+
 class PluginError(PcaError):
     """A plugin could not be found, loaded or used.
 

@@ -6,12 +6,10 @@ import abc
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pca_core.api.plugin import Plugin
-
-if TYPE_CHECKING:
-    from pca_core.config import Config
+from pca_core.api.settings import PluginChoice
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,13 +17,13 @@ class HandlerContext:
     """What a handler may read besides the event's values.
 
     Attributes:
-        config: the agent's effective configuration.
+        payload: the instance's launch parameters (``MEMBER_ID``, ``CLUSTER_ID``...), as strings.
         logger: the logger to write to (``pca.handler.<name>``).
         topology: the agent's topology model, read-only; None until the first complete topology arrived.
         tenants: the agent's tenant model, read-only; None until the first complete tenant event arrived.
     """
 
-    config: Config
+    payload: Mapping[str, str]
     logger: logging.Logger
     topology: Any = None
     tenants: Any = None
@@ -42,12 +40,14 @@ class EventHandler(Plugin, abc.ABC):
       runs on a core worker thread; an exception is logged and does not stop other handlers or the agent.
 
     Args:
+        config: its entry in ``[[event_handlers]]``.
         options: the handler's own options, validated against :attr:`Options`.
     """
 
     events: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, options: Any) -> None:
+    def __init__(self, config: PluginChoice, options: Any) -> None:
+        self.config = config
         self.options = options
 
     def wants(self, event: str) -> bool:

@@ -7,13 +7,11 @@ import enum
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from pca_core.api.plugin import Plugin
-
-if TYPE_CHECKING:
-    from pca_core.config import TransportConfig
+from pca_core.api.plugin import Capability, Plugin
+from pca_core.api.settings import TransportConfig
 
 _log = logging.getLogger(__name__)
 
@@ -25,12 +23,52 @@ class QoS(enum.IntEnum):
     AT_LEAST_ONCE = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """A received message: its canonical topic and its payload bytes."""
+    """A received message: its canonical topic, its payload bytes, and how to acknowledge it.
+
+    Attributes:
+        topic: the canonical slash topic it was published on.
+        payload: the body, exactly as published.
+        settle: set by the transport: what :meth:`ack` does (an AMQP disposition, a Kafka offset commit,
+            an MQTT PUBACK); None when the protocol needs nothing. Handlers call :meth:`ack`, not this.
+    """
 
     topic: str
     payload: bytes
+    settle: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def ack(self) -> None:
+        """Tells the transport the message was handled, so the broker may forget it; later calls do nothing.
+
+        The core calls it on its dispatcher thread once the handler returned (or failed: a message that
+        cannot be handled is not worth a redelivery). A message never acknowledged may be delivered again
+        by a transport with :attr:`Capability.REDELIVERY`, after a reconnect or a restart.
+        """
+        settle, self.settle = self.settle, None
+        if settle is not None:
+            settle()
+
+
+def settle_once_all_acked(settle: Callable[[], None], count: int) -> Callable[[], None]:
+    """For a message delivered to ``count`` handlers: a settle function that settles on the last ack.
+
+    Give each of the ``count`` :class:`Message` copies the returned function; ``settle`` runs when every
+    copy has been acknowledged. Thread safe.
+    """
+    if count <= 1:
+        return settle
+    lock = threading.Lock()
+    left = [count]
+
+    def one_acked() -> None:
+        with lock:
+            left[0] -= 1
+            done = left[0] == 0
+        if done:
+            settle()
+
+    return one_acked
 
 
 Handler = Callable[[Message], None]
@@ -50,9 +88,9 @@ class ConnectionState(enum.Enum):
 StateListener = Callable[[ConnectionState, "BaseException | None"], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Subscription:
-    """A subscription the transport keeps, and restores after every reconnect."""
+    """A subscription the transport keeps and restores after every reconnect, until it is unsubscribed."""
 
     pattern: str
     handler: Handler
@@ -68,18 +106,32 @@ class Transport(Plugin, abc.ABC):
       MQTT meaning. The plugin maps them to its broker's naming.
     - Payloads are ``bytes``; anything else raises ``TypeError``.
     - :meth:`publish` at :attr:`QoS.AT_LEAST_ONCE` returns only after the broker accepted the message, and
-      raises :class:`pca_core.api.errors.PublishTimeout` otherwise. It is thread safe.
+      raises :class:`~pca_core.api.PublishTimeout` (or another :class:`~pca_core.api.TransportError`)
+      otherwise. It is thread safe.
     - Subscriptions are declarative: after any reconnect the plugin restores them without being asked.
-    - Handlers are called with each message; the core's handlers only enqueue, so calling them from the
-      client library's network thread is fine, but the plugin must not hold a lock the handler could need.
-    - Reconnect and failover across ``config.urls`` are the plugin's job, with backoff and jitter, and every
-      change is reported through :meth:`_set_state`.
+      :meth:`unsubscribe` ends one.
+    - Each received message reaches every matching subscription's handler as a :class:`Message` whose
+      :meth:`Message.ack` the subscriber calls once it handled it; a plugin that can settle with the broker
+      after handling (AMQP dispositions, Kafka offset commits, MQTT PUBACKs) does it then, not on receipt.
+      Handlers may be called on the client library's network thread: the core's only enqueue. The plugin
+      must not hold a lock that a handler (or ``ack``, from another thread) could need.
+    - Connection state: :meth:`_set_state` reports ``CONNECTED`` once :meth:`connect` succeeded and
+      ``CLOSED`` once :meth:`close` ran. A plugin whose client library tells it about lost and restored
+      connections also reports ``LOST`` and ``RECONNECTED`` and declares
+      :attr:`Capability.CONNECTION_STATE`; the core never depends on those two.
+    - Reconnect and failover across ``config.urls`` are the plugin's job, with the delays of
+      :meth:`TransportConfig.backoff` (exponential, full jitter).
     - :meth:`close` is idempotent and returns within its timeout even when the broker is gone.
 
     Args:
-        config: the core's transport settings (urls, credentials, timeouts, TLS).
+        config: the core's transport settings (urls, credentials, timeouts, TLS), already checked by
+            :meth:`check_config`.
         options: the plugin's own options, validated against :attr:`Options`.
     """
+
+    known_capabilities: ClassVar[frozenset[Capability]] = frozenset({
+        Capability.QOS1, Capability.WILDCARDS, Capability.TLS, Capability.PERSISTENT_SESSION,
+        Capability.CONNECTION_STATE, Capability.REDELIVERY})
 
     def __init__(self, config: TransportConfig, options: Any) -> None:
         self.config = config
@@ -110,6 +162,14 @@ class Transport(Plugin, abc.ABC):
     @abc.abstractmethod
     def subscribe(self, pattern: str, handler: Handler, *, qos: QoS = QoS.AT_LEAST_ONCE) -> Subscription:
         """Subscribes ``handler`` to every topic matching ``pattern``, now and after every reconnect."""
+
+    @abc.abstractmethod
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Ends a subscription made by :meth:`subscribe`; idempotent.
+
+        Once it returns, no delivery that starts afterwards calls the handler, not even of a message the
+        broker had already sent (a delivery already under way on another thread may finish).
+        """
 
     @abc.abstractmethod
     def close(self, timeout: float | None = None) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pca_core.api.errors import LogPublishError
 from pca_core.api.log_publisher import LogPublisher, LogRecord
-from pca_core.api.plugin import PluginOptions
+from pca_core.api.plugin import Capability, PluginOptions
 
 
 class FileOptions(PluginOptions):
@@ -32,15 +32,15 @@ class FileLogPublisher(LogPublisher):
     The file is opened for each batch, so a log rotator may move it away at any time.
     """
 
-    capabilities = frozenset({"ack"})
+    capabilities = frozenset({Capability.ACK})
     Options = FileOptions
 
     def __init__(self, config: Any, options: FileOptions) -> None:
         super().__init__(config, options)
         self._lock = threading.Lock()
 
-    def publish(self, batch: Sequence[LogRecord], *, timeout: float | None = None) -> None:
-        """Appends the batch; returns once it is written (and synced, with ``fsync``)."""
+    def publish(self, batch: Sequence[LogRecord], *, timeout: float | None = None) -> int:
+        """Appends the batch; returns once it is written (and synced, with ``fsync``): all of it."""
         text = "".join(
             json.dumps({"stream": r.stream, "timestamp": r.timestamp, "fields": dict(r.fields)},
                        default=str, separators=(",", ":")) + "\n"
@@ -58,3 +58,4 @@ class FileLogPublisher(LogPublisher):
         except OSError as exc:
             message = f"file publisher: cannot write {path}: {exc.strerror or exc}"
             raise LogPublishError("file", message) from exc
+        return len(batch)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import Any
 
-from pca_core.api.errors import ConfigError, ConnectionFailed, TransportError
-from pca_core.api.plugin import PluginOptions
+from pca_core.api.errors import ConnectionFailed, TransportError
+from pca_core.api.plugin import Capability, ConfigIssue, PluginOptions
+from pca_core.api.settings import TransportConfig
 from pca_core.api.topics import topic_matches, validate_pattern, validate_topic
 from pca_core.api.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
 
@@ -44,6 +44,10 @@ class _Bus:
     def add(self, owner: object, subscription: Subscription) -> None:
         with self._lock:
             self._subscriptions.append((owner, subscription))
+
+    def remove(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions = [(o, s) for o, s in self._subscriptions if s is not subscription]
 
     def remove_owner(self, owner: object) -> None:
         with self._lock:
@@ -113,27 +117,30 @@ def _bus(name: str) -> _Bus:
 
 
 class MemoryTransport(Transport):
-    """An in-process transport for tests and the demo; it passes the same conformance suite.
+    """An in-process transport for tests and the demo; it passes the same conformance suite."""
 
-    Raises:
-        ConfigError: ``config.urls`` holds a URL that is not ``memory://<bus>``.
-    """
-
-    capabilities = frozenset({"qos1", "wildcards"})
+    capabilities = frozenset({Capability.QOS1, Capability.WILDCARDS, Capability.CONNECTION_STATE})
     Options = MemoryOptions
 
-    def __init__(self, config: Any, options: MemoryOptions) -> None:
+    def __init__(self, config: TransportConfig, options: MemoryOptions) -> None:
         super().__init__(config, options)
-        urls = tuple(getattr(config, "urls", ()) or ())
-        try:
-            self._bus_names = tuple(bus_name(url) for url in urls) or (options.bus,)
-        except ValueError as exc:
-            raise ConfigError("transport configuration", "transport.urls", str(exc)) from None
+        self._bus_names = tuple(bus_name(url) for url in config.urls) or (options.bus,)
         self._lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
         self._bus: _Bus | None = None
         self._bus_name = self._bus_names[0]
         self._closed = False
+
+    @classmethod
+    def check_config(cls, config: TransportConfig, options: MemoryOptions) -> list[ConfigIssue]:
+        """Every URL must be ``memory://<bus>``."""
+        issues = []
+        for i, url in enumerate(config.urls):
+            try:
+                bus_name(url)
+            except ValueError as exc:
+                issues.append(ConfigIssue(f"urls[{i}]", str(exc)))
+        return issues
 
     def connect(self, timeout: float | None = None) -> None:
         """Joins the first bus of the list that is up, and restores the subscriptions made so far."""
@@ -178,6 +185,15 @@ class MemoryTransport(Transport):
             if self._bus is not None:
                 self._bus.add(self, subscription)
         return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Ends the subscription on the bus at once; idempotent."""
+        with self._lock:
+            if subscription in self._subscriptions:
+                self._subscriptions.remove(subscription)
+            bus = self._bus
+        if bus is not None:
+            bus.remove(subscription)
 
     def close(self, timeout: float | None = None) -> None:
         """Leaves the bus; idempotent."""

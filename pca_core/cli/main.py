@@ -145,15 +145,14 @@ def _run(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import msgspec
 
-    from pca_core.api.plugin import parse_options
     from pca_core.cli.simulator import Simulator
     from pca_core.runtime import discovery
+    from pca_core.runtime.plugins import select
 
     config = _load(args)
-    cls = discovery.load_plugin(discovery.TRANSPORTS, config.transport.plugin)
+    (chosen,) = select(config, args.config, groups=(discovery.TRANSPORTS,))
     # A client of its own beside the agent's: the agent's client id would make the broker drop one of them.
-    options = parse_options(cls, config.transport.options, source=args.config, key="transport.options")
-    transport = cls(msgspec.structs.replace(config.transport, client_id=None), options)
+    transport = chosen.cls(msgspec.structs.replace(chosen.config, client_id=None), chosen.options)
     stop = threading.Event()
     install_signal_handlers(stop)
     transport.connect(timeout=config.transport.connect_timeout)
@@ -251,11 +250,10 @@ def _events_check(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     from pca_core import config
-    from pca_core.api.errors import PluginNotFound
-    from pca_core.api.plugin import parse_options
-    from pca_core.runtime import discovery
+    from pca_core.runtime.plugins import select
 
     loaded = _load(args)
+    select(loaded, args.config)  # what pca run would refuse, this refuses too
     data = config.to_data(loaded)
     if args.format == "json":
         print(json.dumps(data, indent=2))
@@ -263,19 +261,6 @@ def _config_check(args: argparse.Namespace) -> int:
         import tomli_w
 
         print(tomli_w.dumps(data), end="")
-    selected = [(discovery.TRANSPORTS, loaded.transport.plugin, loaded.transport.options, "transport")]
-    selected += [(discovery.LOG_PUBLISHERS, p.plugin, p.options, f"publishers[{i}]")
-                 for i, p in enumerate(loaded.publishers)]
-    selected += [(discovery.EVENT_HANDLERS, h.plugin, h.options, f"event_handlers[{i}]")
-                 for i, h in enumerate(loaded.event_handlers)]
-    for group, name, options, key in selected:
-        try:
-            cls = discovery.load_plugin(group, name)
-        except PluginNotFound as exc:
-            # A configuration may be checked where its plugins are not installed (a build host).
-            _log.warning("%s: %s; its options were not checked", key, exc)
-            continue
-        parse_options(cls, options, source=args.config, key=f"{key}.options")
     _log.info("%s: configuration is valid", args.config)
     return 0
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pca_core.api.errors import ConfigError
-from pca_core.config import Config, build, read_payload_file
+from pca_core.config.native import build, read_payload_file
+from pca_core.config.schema import Config
 from pca_core.stratos.payload import MANDATORY_KEYS, Params, read_identity
 
 # Every key of the original agent.conf (docs: original-agent.md §2.2), plus pca's messaging.transport.
@@ -44,7 +45,8 @@ def _urls(params: Params, key: str, *, mandatory: bool = False) -> list[str]:
         return []
     urls = [item.strip() for item in value.split(",") if item.strip()]
     if not urls or not all(_is_broker_address(url) for url in urls):
-        raise params.error(key, "expected a comma-separated list of host:port")
+        params.fail(params.error(key, "expected a comma-separated list of host:port"))
+        return []
     return urls
 
 
@@ -82,7 +84,7 @@ def load_legacy(conf_path: Path, payload_path: Path | None,
         The configuration, and a warning for each key of agent.conf the agent does not know.
 
     Raises:
-        ConfigError: naming the file, the key and what was expected.
+        ConfigErrors: naming the file, the key and what was expected, for every problem.
     """
     conf = read_agent_conf(conf_path)
     home = conf_path.resolve().parent
@@ -99,7 +101,10 @@ def load_legacy(conf_path: Path, payload_path: Path | None,
                                      if get(key) is not None}}
     if identity.application_path:
         tree["agent"]["application_path"] = identity.application_path
-    return build(tree, source=str(conf_path), environ=environ, payload_source=str(payload_path)), warnings
+    # The identity was read from both files above, with the source of each value: not read again.
+    config = build(tree, source=str(conf_path), environ=environ, payload_source=str(payload_path),
+                   errors=get.errors, check_identity=False)
+    return config, warnings
 
 
 def _map(get: Params, home: Path, payload_path: Path) -> dict[str, Any]:
@@ -108,11 +113,12 @@ def _map(get: Params, home: Path, payload_path: Path) -> dict[str, Any]:
     if not urls:
         ip, port = get.text("mb.ip"), get.integer("mb.port")
         if ip is None or port is None:
-            raise ConfigError(get.source("mb.urls"), "mb.urls",
-                              "missing; give mb.urls (host:port,...) or both mb.ip and mb.port")
-        urls = [f"{ip}:{port}"]
+            get.fail(ConfigError(get.source("mb.urls"), "mb.urls",
+                                 "missing; give mb.urls (host:port,...) or both mb.ip and mb.port"))
+        else:
+            urls = [f"{ip}:{port}"]
     get.integer("mb.publisher.timeout", default=900)  # validated; pca never drops an event (docs)
-    stats_enabled = get.flag("cep.stats.publisher.enabled", mandatory=True)
+    stats_enabled = get.flag("cep.stats.publisher.enabled", mandatory=True, default=False)
     thrift = {
         "urls": _urls(get, "thrift.receiver.urls", mandatory=True),
         "username": get.text("thrift.server.admin.username", mandatory=True),

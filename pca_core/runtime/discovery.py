@@ -11,7 +11,7 @@ from pca_core.api.artifact_repo import ArtifactRepo
 from pca_core.api.errors import PluginAPIMismatch, PluginError, PluginLoadError, PluginNotFound
 from pca_core.api.event_handler import EventHandler
 from pca_core.api.log_publisher import LogPublisher
-from pca_core.api.plugin import PLUGIN_API_VERSION, Plugin
+from pca_core.api.plugin import Plugin, api_mismatch, capability_problem
 from pca_core.api.transport import Transport
 
 _log = logging.getLogger(__name__)
@@ -93,15 +93,16 @@ def load_plugin(group: str, name: str) -> type[Plugin]:
                               group=group) from None
     plugin = manager.driver
     dist, version = distribution_of(group, name)
+    what = f"{kind} plugin {name!r} ({dist} {version})"
     if not (isinstance(plugin, type) and issubclass(plugin, base)):
-        raise PluginLoadError(name, f"{kind} plugin {name!r} ({dist} {version}) is not a "
-                                    f"{base.__module__}.{base.__name__} subclass", group=group)
-    major, minor = plugin.api_version
-    if major != PLUGIN_API_VERSION[0] or minor > PLUGIN_API_VERSION[1]:
-        have = ".".join(map(str, PLUGIN_API_VERSION))
-        raise PluginAPIMismatch(name, f"{kind} plugin {name!r} ({dist} {version}) was written for plugin "
-                                      f"API {major}.{minor}; this pca-core provides plugin API {have}",
-                                group=group)
+        raise PluginLoadError(name, f"{what} is not a {base.__module__}.{base.__name__} subclass",
+                              group=group)
+    mismatch = api_mismatch(plugin)
+    if mismatch is not None:
+        raise PluginAPIMismatch(name, f"{what} {mismatch}", group=group)
+    problem = capability_problem(plugin, base)
+    if problem is not None:
+        raise PluginLoadError(name, f"{what} {problem}", group=group)
     return plugin
 
 

@@ -1,7 +1,10 @@
 """The core dispatcher: one bounded queue and one thread between the transports and the handlers.
 
 Transports call the handlers they were given on their client library's network thread; those handlers
-only enqueue. The dispatcher thread runs the real handler, so a slow handler never stalls a network loop.
+only enqueue. The dispatcher thread runs the real handler, so a slow handler never stalls a network loop,
+and then acknowledges the message (:meth:`Message.ack`): a transport that settles with its broker after
+handling does so only now. A message still queued at shutdown is never acknowledged, so a transport with
+redelivery delivers it again to the next run.
 """
 
 from __future__ import annotations
@@ -94,3 +97,7 @@ class Dispatcher:
                 handler(message)
             except Exception:
                 _log.exception("handler failed on a message from %s", message.topic)
+            try:
+                message.ack()  # handled or failed: a message that cannot be handled is not redelivered
+            except Exception:
+                _log.exception("acknowledging a message from %s failed", message.topic)

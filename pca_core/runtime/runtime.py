@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
-
-import msgspec
+from collections.abc import Callable, Mapping, Sequence
 
 from pca_core.api.artifact_repo import ArtifactRepo
 from pca_core.api.errors import AuthenticationError, ConnectionFailed, PcaError
 from pca_core.api.event_handler import EventHandler
 from pca_core.api.log_publisher import LogPublisher
-from pca_core.api.plugin import Plugin, parse_options
 from pca_core.api.transport import ConnectionState, Message, Transport
 from pca_core.config import Config
 from pca_core.runtime import discovery
 from pca_core.runtime.dispatcher import Dispatcher
+from pca_core.runtime.plugins import select
 from pca_core.runtime.scheduler import Scheduler
 from pca_core.stratos.state import AgentState
 from pca_core.stratos.topics import AGENT_SUBSCRIPTIONS
 
 _log = logging.getLogger(__name__)
-
-# The original agent's retry schedule for an unreachable broker, in seconds; then 60 s for ever.
-RETRY_DELAYS = (2, 2, 5, 5, 10, 10, 20, 20, 30, 30, 40, 40, 50, 50, 60)
-
-
-def _instantiate(group: str, name: str, raw_options: dict[str, Any], *, source: str, key: str,
-                 make: Callable[[Any, Any], Plugin]) -> Any:
-    cls = discovery.load_plugin(group, name)
-    options = parse_options(cls, raw_options, source=source, key=key)
-    return make(cls, options)
 
 
 class Runtime:
@@ -64,37 +50,32 @@ class Runtime:
         self.artifact_repo: ArtifactRepo | None = None
         self._closers: list[Callable[[float], object]] = []
 
-    def load(self) -> None:
-        """Loads and configures every selected plugin (none other is imported).
+    def load(self, environ: Mapping[str, str] | None = None) -> None:
+        """Loads, checks and builds every selected plugin (none other is imported).
 
-        The artifact repository is loaded only when the payload has ``REPO_URL`` (and none was given).
+        The artifact repository is selected only when the payload has ``REPO_URL``; one given to the
+        runtime beforehand is kept.
+
+        Args:
+            environ: the environment the configuration was loaded with (to name the variable that set a
+                value in an error); the process's by default.
 
         Raises:
-            PluginError: a plugin is missing, broken or of another API version.
-            ConfigError: a plugin's options are invalid.
+            ConfigErrors: every problem with the selected plugins (not installed, broken, of another API
+                version, invalid options, refused by their own checks), as ``pca config check`` reports.
         """
-        cfg = self.config
-        transport_config = cfg.transport
-        if transport_config.client_id is None and cfg.identity.member_id:
-            # Stable across restarts, so a persistent session (where the plugin offers one) is resumed.
-            transport_config = msgspec.structs.replace(transport_config,
-                                                       client_id=f"pca-{cfg.identity.member_id}")
-        self.transport = _instantiate(
-            discovery.TRANSPORTS, transport_config.plugin, transport_config.options, source=self.source,
-            key="transport.options", make=lambda cls, options: cls(transport_config, options))
-        for i, publisher in enumerate(cfg.publishers):
-            self.publishers.append(_instantiate(
-                discovery.LOG_PUBLISHERS, publisher.plugin, publisher.options, source=self.source,
-                key=f"publishers[{i}].options",
-                make=lambda cls, options, publisher=publisher: cls(publisher, options)))
-        if cfg.identity.repo_url and self.artifact_repo is None:
-            self.artifact_repo = _instantiate(
-                discovery.ARTIFACT_REPOS, cfg.artifacts.plugin, cfg.artifacts.options, source=self.source,
-                key="artifacts.options", make=lambda cls, options: cls(cfg.artifacts, options))
-        for i, handler in enumerate(cfg.event_handlers):
-            self.handlers.append(_instantiate(
-                discovery.EVENT_HANDLERS, handler.plugin, handler.options, source=self.source,
-                key=f"event_handlers[{i}].options", make=lambda cls, options: cls(options)))
+        for chosen in select(self.config, self.source, environ):
+            if chosen.group == discovery.ARTIFACT_REPOS and self.artifact_repo is not None:
+                continue
+            plugin = chosen.cls(chosen.config, chosen.options)
+            if chosen.group == discovery.TRANSPORTS:
+                self.transport = plugin  # type: ignore[assignment]
+            elif chosen.group == discovery.LOG_PUBLISHERS:
+                self.publishers.append(plugin)  # type: ignore[arg-type]
+            elif chosen.group == discovery.ARTIFACT_REPOS:
+                self.artifact_repo = plugin  # type: ignore[assignment]
+            else:
+                self.handlers.append(plugin)  # type: ignore[arg-type]
 
     def start(self, stop: threading.Event, patterns: Sequence[str] = AGENT_SUBSCRIPTIONS) -> bool:
         """Starts the threads, connects (retrying until ``stop`` is set) and subscribes to ``patterns``.
@@ -129,17 +110,17 @@ class Runtime:
         self._closers.append(closer)
 
     def _connect(self, transport: Transport, stop: threading.Event) -> bool:
-        for delay in itertools.chain(RETRY_DELAYS, itertools.repeat(RETRY_DELAYS[-1])):
-            if stop.is_set():
-                return False
+        backoff = self.config.transport.backoff()
+        while not stop.is_set():
             try:
                 transport.connect(timeout=self.config.transport.connect_timeout)
                 return True
             except (ConnectionFailed, AuthenticationError) as exc:
-                _log.error("%s; retrying in %d seconds", exc, delay)
+                delay = backoff.next()
+                _log.error("%s; retrying in %.1f seconds", exc, delay)
             if stop.wait(delay):
                 return False
-        return False  # pragma: no cover - the delays never run out
+        return False
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stops intake, lets in-flight work finish within ``timeout`` seconds, then closes the plugins.

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pca_core.api.errors import ConfigError
+from pca_core.api.errors import ConfigError, ConfigErrors
 from pca_core.api.secrets import Secret, mask_credentials
 
 _PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9]*([_-][A-Z0-9]+)+$")
@@ -74,12 +74,17 @@ class Params:
     """Looks keys up in an ordered list of sources, as the original agent's ``read_property`` did.
 
     Each source is ``(name, values, case_insensitive)``; the first source holding a set value wins, and
-    values follow :func:`convert_value`. Errors name the source the offending value came from; a missing
-    upper-case key (a payload parameter) is reported against the last source, any other against the first.
+    values follow :func:`convert_value`. A value that is missing or malformed is recorded in :attr:`errors`
+    (naming the source it came from; a missing upper-case key, a payload parameter, against the last
+    source, any other against the first) and read as unset, so that one pass finds every problem.
+
+    Attributes:
+        errors: the problems found so far, in the order of the lookups.
     """
 
     def __init__(self, *sources: tuple[str, Mapping[str, str], bool]) -> None:
         self.sources = sources
+        self.errors: list[ConfigError] = []
 
     def _find(self, key: str) -> tuple[str, str | bool | None]:
         for name, values, case_insensitive in self.sources:
@@ -105,35 +110,41 @@ class Params:
             expected += f", got {mask_credentials(str(raw))!r}"
         return ConfigError(self.source(key), key, expected)
 
+    def fail(self, error: ConfigError) -> None:
+        """Records a problem; the value is then read as unset."""
+        self.errors.append(error)
+
     def text(self, key: str, *, mandatory: bool = False, default: str | None = None) -> str | None:
-        """The value as text (booleans as ``true``/``false``); raises if mandatory and unset."""
+        """The value as text (booleans as ``true``/``false``); a problem if mandatory and unset."""
         value = self(key)
         if value is None:
             if mandatory:
-                raise ConfigError(self.source(key), key, "missing; this key is mandatory")
+                self.fail(ConfigError(self.source(key), key, "missing; this key is mandatory"))
             return default
         return str(value).lower() if isinstance(value, bool) else value
 
     def flag(self, key: str, *, mandatory: bool = False, default: bool | None = None) -> bool | None:
-        """The value as a boolean; raises if it is not ``true``/``false``, or mandatory and unset."""
+        """The value as a boolean; a problem if it is not ``true``/``false``, or mandatory and unset."""
         value = self(key)
         if value is None:
             if mandatory:
-                raise ConfigError(self.source(key), key, "missing; expected true or false")
+                self.fail(ConfigError(self.source(key), key, "missing; expected true or false"))
             return default
         if not isinstance(value, bool):
-            raise self.error(key, "expected true or false")
+            self.fail(self.error(key, "expected true or false"))
+            return default
         return value
 
     def integer(self, key: str, *, mandatory: bool = False, default: int | None = None) -> int | None:
-        """The value as a whole number; raises if it is not one, or mandatory and unset."""
+        """The value as a whole number; a problem if it is not one, or mandatory and unset."""
         value = self.text(key, mandatory=mandatory)
         if value is None:
             return default
         try:
             return int(value)
         except ValueError:
-            raise self.error(key, "expected a whole number") from None
+            self.fail(self.error(key, "expected a whole number"))
+            return default
 
     def secret(self, key: str) -> Secret | None:
         """The value as a :class:`Secret`."""
@@ -142,16 +153,15 @@ class Params:
 
 
 def read_identity(params: Params) -> Identity:
-    """Reads and validates the identity.
-
-    Raises:
-        ConfigError: a mandatory key is missing, or a value has the wrong form.
-    """
-    ports_text = params.text("PORTS", mandatory=True) or ""
+    """Reads and validates the identity; a missing key or a malformed value is added to ``params.errors``."""
+    ports_text = params.text("PORTS", mandatory=True)
+    items = ports_text.replace("'", "").split("|") if ports_text is not None else []
     ports: list[int] = []
-    for item in ports_text.replace("'", "").split("|"):
+    for item in items:
         if not item.strip().isdigit() or not 0 < int(item) < 65536:
-            raise params.error("PORTS", "expected '|'-separated TCP ports")
+            params.fail(params.error("PORTS", "expected '|'-separated TCP ports"))
+            ports.clear()
+            break
         ports.append(int(item))
     text = params.text
     identity = Identity(
@@ -178,11 +188,19 @@ def read_identity(params: Params) -> Identity:
         group_id=text("GROUP_ID") or text("GROUP_NAME"),
     )
     if identity.repo_url and identity.cartridge_key is None:
-        raise ConfigError(params.source("CARTRIDGE_KEY"), "CARTRIDGE_KEY",
-                          "missing; mandatory when REPO_URL is set")
+        params.fail(ConfigError(params.source("CARTRIDGE_KEY"), "CARTRIDGE_KEY",
+                                "missing; mandatory when REPO_URL is set"))
     return identity
 
 
 def identity_from_params(params: Mapping[str, str], source: str) -> Identity:
-    """Reads the identity from payload parameters alone."""
-    return read_identity(Params((source, params, False)))
+    """Reads the identity from payload parameters alone.
+
+    Raises:
+        ConfigErrors: every missing key and malformed value.
+    """
+    lookup = Params((source, params, False))
+    identity = read_identity(lookup)
+    if lookup.errors:
+        raise ConfigErrors(lookup.errors)
+    return identity

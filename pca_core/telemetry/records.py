@@ -25,8 +25,8 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from pca_core.api.errors import PcaError
-from pca_core.api.log_publisher import LogPublisher, LogRecord
+from pca_core.api.errors import LogPublishError, PcaError
+from pca_core.api.log_publisher import LogPublisher, LogRecord, StreamDefinition
 from pca_core.runtime.scheduler import Scheduler, Task
 
 __all__ = ["RecordSink"]
@@ -58,6 +58,7 @@ class _Buffer:
         self.episode_dropped = 0
         self.dropped_total = 0
         # Touched only by the flush that holds the flush lock.
+        self.opened = False  # open() returned: the publisher has its stream definitions
         self.failures = 0  # consecutive failed publish calls
         self.retry_at = 0.0  # monotonic time before which the periodic flush leaves it alone
 
@@ -67,6 +68,8 @@ class RecordSink:
 
     Args:
         publishers: the loaded log publishers; each receives the streams its ``config.streams`` names.
+        streams: the definitions of the streams records are emitted on; each publisher is opened with
+            those it receives.
         scheduler: the core scheduler, which runs the periodic flush.
         flush_interval: seconds between periodic flushes, and the first retry delay of a failing publisher.
         max_buffered: records held per publisher at most; beyond that the oldest are dropped.
@@ -78,13 +81,15 @@ class RecordSink:
     """
 
     def __init__(self, publishers: Sequence[LogPublisher], scheduler: Scheduler, *,
-                 flush_interval: float = 1.0, max_buffered: int = 10_000, batch_size: int = 500,
+                 streams: Sequence[StreamDefinition] = (), flush_interval: float = 1.0,
+                 max_buffered: int = 10_000, batch_size: int = 500,
                  publish_timeout: float = 10.0) -> None:
         if not (flush_interval > 0 and publish_timeout > 0 and max_buffered >= 1 and batch_size >= 1):
             raise ValueError("flush_interval and publish_timeout must be positive, max_buffered and "
                              f"batch_size at least 1; got {flush_interval}, {publish_timeout}, "
                              f"{max_buffered}, {batch_size}")
         self._buffers = [_Buffer(f"{p.config.plugin}[{i}]", p) for i, p in enumerate(publishers)]
+        self._streams = tuple(streams)
         self._scheduler = scheduler
         self._interval = flush_interval
         self._max_buffered = max_buffered
@@ -218,8 +223,17 @@ class RecordSink:
                 if not entries:
                     break
                 buffer.inflight_last = entries[-1][0]
+            batch = [record for _, record in entries]
             try:
-                buffer.publisher.publish([record for _, record in entries], timeout=timeout)
+                self._open(buffer, timeout)
+                accepted = buffer.publisher.publish(batch, timeout=timeout)
+                if isinstance(accepted, bool) or not isinstance(accepted, int) \
+                        or not 0 <= accepted <= len(batch):
+                    raise LogPublishError(buffer.name, f"log publisher {buffer.name}: publish returned "
+                                                       f"{accepted!r}, not a count from 0 to {len(batch)}")
+                if not accepted:
+                    raise LogPublishError(buffer.name, f"log publisher {buffer.name} accepted none of "
+                                                       f"{len(batch)} records")
             except Exception as exc:
                 # Any exception: a plugin's bug must not stop delivery to the other publishers.
                 with self._lock:
@@ -231,7 +245,8 @@ class RecordSink:
                 self._failed(buffer, exc, kept)
                 return
             with self._lock:
-                while buffer.entries and buffer.entries[0][0] <= buffer.inflight_last:
+                last_accepted = entries[accepted - 1][0]
+                while buffer.entries and buffer.entries[0][0] <= last_accepted:
                     buffer.entries.popleft()
                 buffer.inflight_last = -1
                 buffer.dropped_inflight = 0  # dropped from the buffer, but delivered
@@ -240,7 +255,16 @@ class RecordSink:
                           buffer.failures)
                 buffer.failures = 0
                 buffer.retry_at = 0.0
+            if accepted < len(batch):
+                return  # the sink takes no more for now: the rest waits for the next flush
         self._end_overflow(buffer)
+
+    def _open(self, buffer: _Buffer, timeout: float) -> None:
+        """Hands the publisher its stream definitions before its first batch (again after a failure)."""
+        if buffer.opened:
+            return
+        buffer.publisher.open([s for s in self._streams if s.name in buffer.streams], timeout=timeout)
+        buffer.opened = True
 
     def _failed(self, buffer: _Buffer, exc: Exception, kept: int) -> None:
         buffer.failures += 1

@@ -18,6 +18,7 @@ pytest.register_assert_rewrite("pca_core.testing.transport", "pca_core.testing.w
 
 if TYPE_CHECKING:
     from pca_core.testing.broker import Broker
+    from pca_core.testing.building import build_plugin
     from pca_core.testing.memory import MemoryBroker
     from pca_core.testing.transport import TransportConformance, TransportFactory, requires
     from pca_core.testing.waiting import Inbox, StateLog, wait_until
@@ -29,6 +30,7 @@ __all__ = [
     "StateLog",
     "TransportConformance",
     "TransportFactory",
+    "build_plugin",
     "requires",
     "wait_until",
 ]
@@ -40,6 +42,7 @@ _MODULES = {
     "StateLog": "waiting",
     "TransportConformance": "transport",
     "TransportFactory": "transport",
+    "build_plugin": "building",
     "requires": "transport",
     "wait_until": "waiting",
 }

@@ -73,11 +73,21 @@ class Inbox(_Log[Message]):
     """A subscription handler that keeps every message it receives, for a test to wait on.
 
     It only appends under a short lock, so it may be called from any thread, a network thread included.
+
+    Args:
+        ack: acknowledge each message once recorded, as the core's dispatcher does after handling; False
+            leaves that to the test (:meth:`Message.ack`).
     """
 
+    def __init__(self, *, ack: bool = True) -> None:
+        super().__init__()
+        self._ack = ack
+
     def __call__(self, message: Message) -> None:
-        """Records ``message``."""
+        """Records ``message``, then acknowledges it (unless the inbox was made with ``ack=False``)."""
         self._add(message)
+        if self._ack:
+            message.ack()
 
     @property
     def messages(self) -> list[Message]:

@@ -16,13 +16,14 @@ from tests.support.configs import PAYLOAD_TOML
 from tests.support.dists import run_pca
 
 GOOD_TRANSPORT = """
-    from pca_core import Transport
+    from pca_core import Capability, Transport
 
     class Good(Transport):
-        capabilities = frozenset({"wildcards"})
+        capabilities = frozenset({Capability.WILDCARDS})
         def connect(self, timeout=None): pass
         def publish(self, topic, payload, *, qos=1, timeout=None): pass
         def subscribe(self, pattern, handler, *, qos=1): pass
+        def unsubscribe(self, subscription): pass
         def close(self, timeout=None): pass
 """
 
@@ -101,15 +102,33 @@ def test_plugins_lists_a_broken_plugin_with_its_error(site):
     assert "error:" in line and "No module named 'fluent'" in line
 
 
-def test_a_plugin_for_another_api_major_is_refused_with_both_versions(site, tmp_path):
-    dist = site.dist("pca-future", {"pca.transports": {"future": "future_transport:Future"}}, version="5.0")
-    dist.add_module("future_transport", GOOD_TRANSPORT.replace("class Good", "class Future") +
-                    "        api_version = (2, 0)\n")
+@pytest.mark.parametrize(("version", "advice"), [
+    ((1, 0), "install a release of the plugin written for it"),
+    ((3, 0), "install a newer pca-core"),
+    ((2, 9), "install a newer pca-core"),
+])
+def test_a_plugin_for_another_api_version_is_refused_with_both_versions(site, tmp_path, version, advice):
+    dist = site.dist("pca-other", {"pca.transports": {"other": "other_transport:Other"}}, version="5.0")
+    dist.add_module("other_transport", GOOD_TRANSPORT.replace("class Good", "class Other") +
+                    f"        api_version = {version!r}\n")
     dist.install()
-    result = run_pca("config", "check", "--config", str(write_config(tmp_path, "future")), env=site.env)
+    result = run_pca("config", "check", "--config", str(write_config(tmp_path, "other")), env=site.env)
     assert result.returncode == 1
-    assert "plugin API 2.0" in result.stderr
-    assert "provides plugin API 1.0" in result.stderr
+    assert (f"transport plugin 'other' (pca-other 5.0) was written for plugin API {version[0]}.{version[1]}; "
+            f"this pca-core provides plugin API 2.0: {advice}") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("declared", ['{"tsl"}', '{"qos1"}', "{Capability.PUSH}"])
+def test_a_capability_that_is_not_a_member_of_the_contracts_set_is_refused(site, tmp_path, declared):
+    # A typo, a plain string, or another contract's capability: each fails at load, never skips tests.
+    dist = site.dist("pca-typo", {"pca.transports": {"typo": "typo_transport:Typo"}})
+    dist.add_module("typo_transport", GOOD_TRANSPORT.replace("class Good", "class Typo").replace(
+        "frozenset({Capability.WILDCARDS})", f"frozenset({declared})"))
+    dist.install()
+    result = run_pca("config", "check", "--config", str(write_config(tmp_path, "typo")), env=site.env)
+    assert result.returncode == 1
+    assert "declares capabilities that are not pca_core.api.Capability members of its kind" in result.stderr
     assert "Traceback" not in result.stderr
 
 

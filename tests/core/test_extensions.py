@@ -17,7 +17,7 @@ import pytest
 from pca_core.agent.extensions import OUTPUT_LIMIT, ExtensionRunner, as_text, extension_values, script_names
 from pca_core.api.event_handler import EventHandler, HandlerContext
 from pca_core.api.secrets import Secret
-from pca_core.config import Config, build
+from pca_core.config import Config, PluginChoice, build
 from pca_core.stratos.topology import TopologyModel
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "stratos" / "samples"
@@ -62,7 +62,7 @@ def ext_dir(tmp_path: Path) -> Path:
 
 
 def context(config: Config, topology: TopologyModel | None = None) -> HandlerContext:
-    return HandlerContext(config, logging.getLogger("pca.handler"), topology, None)
+    return HandlerContext(config.payload, logging.getLogger("pca.handler"), topology, None)
 
 
 def runner(ext_dir: Path | None, config: Config, handlers=(), **kwargs) -> ExtensionRunner:
@@ -308,7 +308,7 @@ def test_no_extensions_directory_runs_handlers_only(config):
         def handle(self, event, values, context):
             seen.append(event)
 
-    assert runner(None, config, [Recorder(None)]).run("clean", {"EVENT": "clean"})
+    assert runner(None, config, [Recorder(CHOICE, None)]).run("clean", {"EVENT": "clean"})
 
     assert seen == ["clean"]
 
@@ -417,11 +417,14 @@ def test_a_secret_echoed_by_the_script_is_masked_in_the_log(ext_dir, config, cap
 # --- Python handlers --------------------------------------------------------------------------------------
 
 
+CHOICE = PluginChoice(plugin="recorder")
+
+
 class Recorder(EventHandler):
     events = frozenset({"StartServers", "clean"})
 
-    def __init__(self, options=None):
-        super().__init__(options)
+    def __init__(self, config=None, options=None):
+        super().__init__(config or CHOICE, options)
         self.calls: list[tuple[str, Mapping[str, str], HandlerContext]] = []
 
     def handle(self, event, values, context):
@@ -470,7 +473,7 @@ def test_a_raising_handler_is_logged_and_the_next_one_still_runs(config, caplog)
     recorder = Everything()
     values = {"ARTIFACT_UPDATED_REPO_PASSWORD": PASSWORD, "EVENT": "ArtifactUpdatedEvent"}
 
-    assert not runner(None, config, [Exploding(None), recorder]).run("ArtifactUpdatedEvent", values)
+    assert not runner(None, config, [Exploding(CHOICE, None), recorder]).run("ArtifactUpdatedEvent", values)
 
     assert [c[0] for c in recorder.calls] == ["ArtifactUpdatedEvent"]
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -485,6 +488,6 @@ def test_a_handler_cannot_change_what_the_next_one_gets(config):
 
     recorder = Everything()
 
-    assert not runner(None, config, [Mutator(None), recorder]).run("clean", {"EVENT": "clean"})
+    assert not runner(None, config, [Mutator(CHOICE, None), recorder]).run("clean", {"EVENT": "clean"})
 
     assert recorder.calls[0][1]["EVENT"] == "clean"

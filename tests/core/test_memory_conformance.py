@@ -8,9 +8,9 @@ import pytest
 from pca_core.api.errors import ConfigError, ConnectionFailed
 from pca_core.api.transport import ConnectionState
 from pca_core.builtin import memory
-from pca_core.builtin.memory import MemoryOptions, MemoryTransport
+from pca_core.builtin.memory import MemoryTransport
 from pca_core.config import TransportConfig
-from pca_core.testing import Inbox, MemoryBroker, TransportConformance
+from pca_core.testing import Inbox, MemoryBroker, TransportConformance, build_plugin
 
 pytest_plugins = ["pytester"]
 
@@ -79,11 +79,12 @@ def test_a_plugin_that_breaks_the_contract_fails_the_suite(pytester):
 def test_a_class_without_tls_broker_skips_tls_but_one_declaring_tls_must_provide_it(pytester):
     pytester.makepyfile("""
         import pytest
+        from pca_core.api import Capability
         from pca_core.builtin.memory import MemoryTransport
         from pca_core.testing import MemoryBroker, TransportConformance
 
         class ClaimsTls(MemoryTransport):
-            capabilities = MemoryTransport.capabilities | {"tls"}
+            capabilities = MemoryTransport.capabilities | {Capability.TLS}
 
         class TestClaimsTls(TransportConformance):
             plugin = "memory"
@@ -114,7 +115,8 @@ def test_importing_the_pytest_plugin_imports_no_transport_and_not_the_suite():
 
 
 def make(*urls, bus="default"):
-    return MemoryTransport(TransportConfig(plugin="memory", urls=urls), MemoryOptions(bus=bus))
+    return build_plugin(MemoryTransport, TransportConfig(plugin="memory", urls=urls, options={"bus": bus}),
+                        key="transport")
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ class Sink(LogPublisher):
             raise LogPublishError("fake", "sink is down")
         self.batches.append(len(batch))
         self.accepted.extend(batch)
+        return len(batch)
 
     def flush(self, timeout=None):
         self.flushed = True

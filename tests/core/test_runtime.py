@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from pca_core.api.errors import PluginNotFound
+from pca_core.api.errors import ConfigErrors
 from pca_core.builtin.memory import MemoryOptions, MemoryTransport
 from pca_core.config import build
 from pca_core.runtime.runtime import Runtime
@@ -118,8 +118,9 @@ def test_a_stop_before_the_broker_is_reachable_returns_promptly(tmp_path):
 
 def test_an_unknown_transport_fails_at_load_with_the_hint(tmp_path):
     cfg = make_config(tmp_path, transport={"plugin": "kafka"})
-    with pytest.raises(PluginNotFound, match="pip install pca-kafka"):
+    with pytest.raises(ConfigErrors, match="pip install pca-kafka") as info:
         Runtime(cfg).load()
+    assert info.value.key == "transport.plugin"
 
 
 def test_only_the_selected_plugins_are_loaded(tmp_path):

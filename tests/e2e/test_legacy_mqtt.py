@@ -19,33 +19,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.dists import FakeDist, pca_env
+from tests.support import thrift_stand_in
 from tests.support.gitserver import GitDaemon, Upstream
 from tests.support.ports import accepts
 from tests.support.process import PcaProcess
 
 LEGACY = ROOT / "examples" / "legacy"
-
-# The legacy file enables health statistics to a Thrift receiver (cep.stats.publisher.enabled=true), which
-# needs pca-thrift. This stand-in takes the options that key maps to and keeps the records in a file.
-THRIFT_STAND_IN = """
-import json, os
-from pca_core import LogPublisher, PluginOptions, Secret
-
-class Options(PluginOptions):
-    urls: list[str] = []
-    username: str | None = None
-    password: Secret | None = None
-
-class StandIn(LogPublisher):
-    Options = Options
-
-    def publish(self, batch, *, timeout=None):
-        with open(os.environ["THRIFT_STAND_IN_FILE"], "a") as out:
-            for record in batch:
-                out.write(json.dumps(dict(record.fields), default=str) + "\\n")
-"""
-
 
 @pytest.fixture(scope="module")
 def localhost_1883() -> Iterator[None]:
@@ -88,11 +67,7 @@ def operator(tmp_path: Path, localhost_1883, upstream):
     params += f",REPO_URL={repo_url},CARTRIDGE_KEY=tvnw63ufg9gh5111"
     (home / "payload" / "launch-params").write_text(params)
 
-    stand_in = FakeDist(tmp_path / "site", "thrift-stand-in",
-                        entry_points={"pca.log_publishers": {"thrift": "thrift_stand_in:StandIn"}})
-    stand_in.install()
-    stand_in.add_module("thrift_stand_in", THRIFT_STAND_IN)
-    env = pca_env(tmp_path / "site", cache=tmp_path / "cache")
+    env = thrift_stand_in.install(tmp_path)  # the legacy file enables health statistics to Thrift
     env |= {"PCA_AGENT__STATE_DIR": str(tmp_path / "state"),
             "PCA_AGENT__APPLICATION_PATH": str(tmp_path / "www"),
             "THRIFT_STAND_IN_FILE": str(tmp_path / "health.jsonl")}

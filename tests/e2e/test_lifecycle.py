@@ -21,14 +21,13 @@ import pytest
 from pca_core.agent import control
 from pca_core.agent.lifecycle import Agent, Phase
 from pca_core.api.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
-from pca_core.api.plugin import parse_options
 from pca_core.api.transport import Transport
 from pca_core.cli.simulator import Simulator
 from pca_core.config import ArtifactsConfig, build
 from pca_core.runtime import discovery
 from pca_core.runtime.runtime import Runtime
 from pca_core.stratos import events
-from pca_core.testing import Broker
+from pca_core.testing import Broker, build_plugin
 from pca_core.testing.memory import MemoryBroker
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_until
@@ -115,7 +114,7 @@ class Harness:
             options["persistent_session"] = True
             config = msgspec.structs.replace(config, client_id=f"plane-{uuid.uuid4().hex[:12]}")
         cls = discovery.load_plugin(discovery.TRANSPORTS, self.plugin)
-        transport = cls(config, parse_options(cls, options, source="test", key="transport.options"))
+        transport = build_plugin(cls, msgspec.structs.replace(config, options=options), key="transport")
         transport.connect(timeout=10)
         return transport
 

@@ -16,9 +16,9 @@ from pca_git import GitOptions, GitRepo
 
 from pca_core.api.artifact_repo import RepoSpec
 from pca_core.api.errors import ArtifactSyncError, ConfigError
-from pca_core.api.plugin import parse_options
 from pca_core.api.secrets import Secret
 from pca_core.config import ArtifactsConfig
+from pca_core.runtime.plugins import prepare
 from tests.support.gitserver import CuttingProxy, GitDaemon, HttpGitServer, Upstream, git
 
 USER, PASSWORD = "deployer", "s3cr@t:pa/ss w0rd"
@@ -497,4 +497,4 @@ def test_remove_deletes_the_checkout(daemon, upstream, tmp_path):
 ])
 def test_options_are_validated(options, message):
     with pytest.raises(ConfigError, match=message):
-        parse_options(GitRepo, options, source="agent.toml", key="artifacts.options")
+        prepare(GitRepo, ArtifactsConfig(options=options), source="agent.toml", key="artifacts")

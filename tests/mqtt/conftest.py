@@ -9,6 +9,7 @@ import pytest
 from pca_mqtt import MqttOptions, MqttTransport
 
 from pca_core.config import TlsConfig, TransportConfig
+from pca_core.testing import build_plugin
 from tests.support.certs import TestCA
 from tests.support.mosquitto import Mosquitto
 
@@ -57,8 +58,9 @@ def make_mqtt():
 
     def make(*urls: str, tls: TlsConfig | None = None, **settings) -> MqttTransport:
         options = {**FAST, **{k: v for k, v in settings.items() if k in option_names}}
-        config = {k: v for k, v in settings.items() if k not in option_names}
-        transport = MqttTransport(TransportConfig(urls=urls, tls=tls, **config), MqttOptions(**options))
+        settings_of_config = {k: v for k, v in settings.items() if k not in option_names}
+        config = TransportConfig(urls=urls, tls=tls, options=options, **settings_of_config)
+        transport = build_plugin(MqttTransport, config, key="transport")
         made.append(transport)
         return transport
 

@@ -18,11 +18,11 @@ from pca_core.api.errors import (
     PublishTimeout,
     TransportError,
 )
-from pca_core.api.plugin import parse_options
 from pca_core.api.secrets import Secret
 from pca_core.api.transport import ConnectionState, QoS
-from pca_core.config import TlsConfig
+from pca_core.config import TlsConfig, TransportConfig
 from pca_core.runtime import discovery
+from pca_core.runtime.plugins import prepare
 from pca_core.testing.waiting import Inbox, StateLog, wait_until
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
@@ -121,7 +121,8 @@ def test_a_persistent_session_needs_a_client_id(make_mqtt):
 ])
 def test_options_are_validated_with_the_key_named(options, expected):
     with pytest.raises(ConfigError, match=expected) as info:
-        parse_options(MqttTransport, options, source="agent.toml", key="transport.options")
+        prepare(MqttTransport, TransportConfig(plugin="mqtt", urls=("localhost:1883",), options=options),
+                source="agent.toml", key="transport")
     assert str(info.value).startswith("agent.toml: transport.options")
 
 

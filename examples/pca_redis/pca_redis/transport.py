@@ -25,7 +25,8 @@ from redis.exceptions import NoPermissionError
 
 from pca_core import (
     AuthenticationError,
-    ConfigError,
+    Capability,
+    ConfigIssue,
     ConnectionFailed,
     ConnectionState,
     Handler,
@@ -103,33 +104,35 @@ class RedisTransport(Transport):
     Redis pub/sub keeps nothing for a subscriber that is not connected: what is published while the
     connection is down is lost for that subscriber (no persistent sessions). A publish at either QoS waits
     for the server's answer to ``PUBLISH``.
-
-    Raises:
-        ConfigError: a URL of ``transport.urls`` is malformed.
     """
 
-    capabilities = frozenset({"qos1", "wildcards", "tls"})
+    capabilities = frozenset({Capability.QOS1, Capability.WILDCARDS, Capability.TLS,
+                              Capability.CONNECTION_STATE})
     Options = RedisOptions
 
     @classmethod
-    def check_options(cls, options: RedisOptions) -> None:
-        """Checks that the delays and the keepalive are positive and the delay bounds are in order."""
+    def check_config(cls, config: TransportConfig, options: RedisOptions) -> list[ConfigIssue]:
+        """Checks the URLs, that the delays and the keepalive are positive and the delay bounds in order."""
+        issues = []
+        for i, url in enumerate(config.urls):
+            try:
+                parse_server(url, username=config.username, password=config.password,
+                             tls=config.tls is not None)
+            except ValueError as exc:
+                issues.append(ConfigIssue(f"urls[{i}]", str(exc)))
         if options.reconnect_min_delay <= 0:
-            raise ValueError("reconnect_min_delay: expected a number of seconds greater than 0")
+            issues.append(ConfigIssue("options.reconnect_min_delay", "a number of seconds greater than 0"))
         if options.reconnect_max_delay < options.reconnect_min_delay:
-            raise ValueError("reconnect_max_delay: expected a number of seconds >= reconnect_min_delay")
+            issues.append(ConfigIssue("options.reconnect_max_delay",
+                                      "a number of seconds >= reconnect_min_delay"))
         if options.keepalive <= 0:
-            raise ValueError("keepalive: expected a number of seconds greater than 0")
+            issues.append(ConfigIssue("options.keepalive", "a number of seconds greater than 0"))
+        return issues
 
     def __init__(self, config: TransportConfig, options: RedisOptions) -> None:
         super().__init__(config, options)
-        self._servers: list[Server] = []
-        for i, url in enumerate(config.urls or (DEFAULT_URL,)):
-            try:
-                self._servers.append(parse_server(url, username=config.username, password=config.password,
-                                                  tls=config.tls is not None))
-            except ValueError as exc:
-                raise ConfigError("transport configuration", f"transport.urls[{i}]", str(exc)) from None
+        self._servers = [parse_server(url, username=config.username, password=config.password,
+                                      tls=config.tls is not None) for url in config.urls or (DEFAULT_URL,)]
         self._lock = threading.Condition()  # guards the fields below; never held while calling a handler
         self._routes: dict[RedisSubscription, tuple[Subscription, ...]] = {}
         self._session: _Session | None = None
@@ -238,6 +241,16 @@ class RedisTransport(Transport):
                     break
                 self._lock.wait(remaining)
         return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stops delivering to ``subscription`` at once; the listener unsubscribes a channel left unused."""
+        key = redis_subscription(subscription.pattern)
+        with self._lock:
+            remaining = tuple(s for s in self._routes.get(key, ()) if s is not subscription)
+            if remaining:
+                self._routes[key] = remaining
+            else:
+                self._routes.pop(key, None)
 
     def close(self, timeout: float | None = None) -> None:
         """Stops the listener and closes both connections; idempotent, and bounded by ``timeout``."""
@@ -379,13 +392,20 @@ class RedisTransport(Transport):
                 raise redis.TimeoutError(f"no answer to PING within {keepalive} s")
 
     def _send_missing(self, session: _Session) -> None:
+        """Subscribes what was added since the last call and unsubscribes what was taken back."""
         with self._lock:
             missing = [key for key in self._routes if key not in session.sent]
+            unused = [key for key in session.sent if key not in self._routes]
             session.sent.update(missing)
+            session.sent.difference_update(unused)
+            session.confirmed.difference_update(unused)
         for command in ("subscribe", "psubscribe"):
             names = [key.name for key in missing if key.command == command]
             if names:
                 session.connection.send_command(command.upper(), *names)
+            names = [key.name for key in unused if key.command == command]
+            if names:
+                session.connection.send_command(f"UN{command.upper()}", *names)
 
     def _announce_if_ready(self, session: _Session) -> None:
         with self._lock:

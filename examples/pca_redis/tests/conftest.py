@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from pca_redis import RedisOptions, RedisTransport
+from pca_redis import RedisTransport
 
 from pca_core import TlsConfig, TransportConfig
-from pca_core.testing import Broker
+from pca_core.testing import Broker, build_plugin
 
 REDIS_SERVER = os.environ.get("PCA_REDIS_SERVER", "/usr/bin/redis-server")
 START_TIMEOUT = 15.0
@@ -194,8 +194,8 @@ def make_transport(transport_options):
 
     def make(*urls: str, options: dict[str, object] | None = None, **config: object) -> RedisTransport:
         settings = {"connect_timeout": 5.0, "publish_timeout": 5.0, **config}
-        transport = RedisTransport(_transport_config(urls, settings),
-                                   RedisOptions(**{**transport_options, **(options or {})}))
+        config = _transport_config(urls, settings, {**transport_options, **(options or {})})
+        transport = build_plugin(RedisTransport, config, key="transport")
         made.append(transport)
         return transport
 
@@ -204,8 +204,10 @@ def make_transport(transport_options):
         transport.close(5.0)
 
 
-def _transport_config(urls: tuple[str, ...], settings: dict[str, object]) -> TransportConfig:
+def _transport_config(urls: tuple[str, ...], settings: dict[str, object],
+                      options: dict[str, object]) -> TransportConfig:
     tls = settings.pop("tls", None)
     if isinstance(tls, dict):
         tls = TlsConfig(**tls)
-    return TransportConfig(plugin="redis", urls=urls, tls=tls, **settings)  # type: ignore[arg-type]
+    return TransportConfig(plugin="redis", urls=urls, tls=tls, options=options,  # type: ignore[arg-type]
+                           **settings)

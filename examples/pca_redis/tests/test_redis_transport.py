@@ -17,6 +17,7 @@ from pca_core import (
     Message,
     PublishTimeout,
     Secret,
+    TransportConfig,
     TransportError,
 )
 from pca_core.testing import Inbox, StateLog
@@ -197,11 +198,12 @@ def test_bad_urls_are_configuration_errors(make_transport):
 
 
 def test_options_are_checked():
-    RedisTransport.check_options(RedisOptions())
-    with pytest.raises(ValueError, match="reconnect_max_delay"):
-        RedisTransport.check_options(RedisOptions(reconnect_min_delay=2, reconnect_max_delay=1))
-    with pytest.raises(ValueError, match="keepalive"):
-        RedisTransport.check_options(RedisOptions(keepalive=0))
+    config = TransportConfig(plugin="redis")
+    assert RedisTransport.check_config(config, RedisOptions()) == []
+    (issue,) = RedisTransport.check_config(config, RedisOptions(reconnect_min_delay=2, reconnect_max_delay=1))
+    assert issue.key == "options.reconnect_max_delay"
+    (issue,) = RedisTransport.check_config(config, RedisOptions(keepalive=0))
+    assert issue.key == "options.keepalive"
 
 
 def test_reconnects_after_a_restart_and_restores_every_subscription(broker, make_transport):

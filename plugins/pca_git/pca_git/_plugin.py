@@ -15,9 +15,15 @@ from dulwich.errors import NotGitRepository
 from dulwich.graph import can_fast_forward
 from dulwich.repo import Repo
 
-from pca_core.api.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
-from pca_core.api.errors import ArtifactSyncError
-from pca_core.api.plugin import PluginOptions
+from pca_core.api import (
+    ArtifactRepo,
+    ArtifactSyncError,
+    Capability,
+    ConfigIssue,
+    PluginOptions,
+    RepoSpec,
+    SyncResult,
+)
 from pca_git import _worktree
 from pca_git._atomic import Layout
 from pca_git._remote import BRANCH_PREFIX, HEAD, PLUGIN, Fetched, Remote
@@ -65,24 +71,23 @@ class GitRepo(ArtifactRepo):
     """
 
     Options = GitOptions
-    capabilities = frozenset({"push", "atomic"})
+    capabilities = frozenset({Capability.PUSH, Capability.CREDENTIALS})
 
     def __init__(self, config: Any, options: GitOptions | None = None) -> None:
         super().__init__(config, options if options is not None else GitOptions())
 
     @classmethod
-    def check_options(cls, options: GitOptions) -> None:
-        """Checks ranges and the author's form.
-
-        Raises:
-            ValueError: naming the option.
-        """
+    def check_config(cls, config: Any, options: GitOptions) -> list[ConfigIssue]:
+        """Checks ranges and the author's form."""
+        issues = []
         if options.keep_revisions < 0:
-            raise ValueError(f"keep_revisions: expected 0 or more, got {options.keep_revisions}")
+            issues.append(ConfigIssue("options.keep_revisions", f"0 or more, got {options.keep_revisions}"))
         if not options.timeout > 0:
-            raise ValueError(f"timeout: expected a positive number of seconds, got {options.timeout}")
+            issues.append(ConfigIssue("options.timeout",
+                                      f"a positive number of seconds, got {options.timeout}"))
         if options.author is not None and not _AUTHOR.match(options.author):
-            raise ValueError(f"author: expected 'Name <email>', got {options.author!r}")
+            issues.append(ConfigIssue("options.author", f"'Name <email>', got {options.author!r}"))
+        return issues
 
     # --- The contract ----------------------------------------------------------------------------------
 

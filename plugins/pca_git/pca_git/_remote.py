@@ -31,8 +31,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.protocol import DEFAULT_GIT_PROTOCOL_VERSION_FETCH, DEFAULT_GIT_PROTOCOL_VERSION_SEND, Protocol
 from dulwich.repo import Repo
 
-from pca_core.api.errors import ArtifactSyncError
-from pca_core.api.secrets import MASK, split_credentials
+from pca_core.api import MASK, ArtifactSyncError, split_credentials
 
 PLUGIN = "git"
 # What a client raises when the remote cannot be reached, refuses, or answers nonsense.

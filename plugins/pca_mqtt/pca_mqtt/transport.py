@@ -11,6 +11,7 @@ client and one thread whatever happens to the brokers.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import ssl
 import threading
@@ -25,18 +26,27 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from pca_core.api.errors import (
+from pca_core.api import (
     AuthenticationError,
+    Capability,
     ConfigError,
+    ConfigIssue,
     ConnectionFailed,
+    ConnectionState,
+    Handler,
+    Message,
     PcaError,
+    PluginOptions,
     PublishTimeout,
+    QoS,
+    Subscription,
+    Transport,
+    TransportConfig,
     TransportError,
+    topic_matches,
+    validate_pattern,
+    validate_topic,
 )
-from pca_core.api.plugin import PluginOptions
-from pca_core.api.topics import topic_matches, validate_pattern, validate_topic
-from pca_core.api.transport import ConnectionState, Handler, Message, QoS, Subscription, Transport
-from pca_core.config import TransportConfig
 from pca_mqtt.urls import BrokerUrl, parse_urls
 
 _log = logging.getLogger(__name__)
@@ -133,20 +143,13 @@ class MqttTransport(Transport):
         ConfigError: the URLs or the TLS, QoS or session settings are unusable.
     """
 
-    capabilities = frozenset({"qos1", "wildcards", "tls", "persistent_session"})
+    capabilities = frozenset({Capability.QOS1, Capability.WILDCARDS, Capability.TLS,
+                              Capability.PERSISTENT_SESSION, Capability.CONNECTION_STATE})
     Options = MqttOptions
 
     def __init__(self, config: TransportConfig, options: MqttOptions) -> None:
         super().__init__(config, options)
-        try:
-            self._urls = parse_urls(config.urls, tls=config.tls is not None)
-        except ValueError as exc:
-            raise ConfigError("mqtt transport", "transport.urls", str(exc)) from None
-        if config.qos not in (0, 1):
-            raise ConfigError("mqtt transport", "transport.qos", f"0 or 1, not {config.qos}")
-        if options.persistent_session and not config.client_id:
-            raise ConfigError("mqtt transport", "transport.options.persistent_session",
-                              "a persistent session needs a stable transport.client_id (the member id, say)")
+        self._urls = parse_urls(config.urls, tls=config.tls is not None)
         self._client_id = config.client_id or f"pca-{uuid.uuid4().hex[:19]}"
         self._v5 = options.protocol == "5"
         self._client = self._make_client()
@@ -174,21 +177,32 @@ class MqttTransport(Transport):
         self._auth_logged = False
 
     @classmethod
-    def check_options(cls, options: MqttOptions) -> None:
-        """Checks the ranges that the option types alone do not.
-
-        Raises:
-            ValueError: naming the option and what was expected.
-        """
+    def check_config(cls, config: TransportConfig, options: MqttOptions) -> list[ConfigIssue]:
+        """Checks the broker URLs, the TLS files and the option ranges that types alone do not."""
+        issues = []
+        try:
+            parse_urls(config.urls, tls=config.tls is not None)
+        except ValueError as exc:
+            issues.append(ConfigIssue("urls", str(exc)))
+        if options.persistent_session and not config.client_id:
+            issues.append(ConfigIssue("options.persistent_session",
+                                      "a persistent session needs a stable client_id (the agent sets "
+                                      "pca-<MEMBER_ID> when the payload has one)"))
         if not 0 < options.keepalive <= 65535:
-            raise ValueError(f"keepalive: expected 1 to 65535 seconds, not {options.keepalive}")
+            issues.append(ConfigIssue("options.keepalive", f"1 to 65535 seconds, not {options.keepalive}"))
         if not options.reconnect_delays or min(options.reconnect_delays) < 0:
-            raise ValueError("reconnect_delays: expected a non-empty list of seconds, none negative")
+            issues.append(ConfigIssue("options.reconnect_delays",
+                                      "a non-empty list of seconds, none negative"))
         if not 0 <= options.jitter <= 1:
-            raise ValueError(f"jitter: expected a fraction from 0 to 1, not {options.jitter}")
+            issues.append(ConfigIssue("options.jitter", f"a fraction from 0 to 1, not {options.jitter}"))
         if not 0 <= options.session_expiry <= 0xFFFFFFFF:
-            raise ValueError(f"session_expiry: expected 0 to 4294967295 seconds, not "
-                             f"{options.session_expiry}")
+            issues.append(ConfigIssue("options.session_expiry",
+                                      f"0 to 4294967295 seconds, not {options.session_expiry}"))
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(config.tls, key, None) if config.tls is not None else None
+            if path is not None and not os.access(path, os.R_OK):
+                issues.append(ConfigIssue(f"tls.{key}", f"a readable file; {path} cannot be read"))
+        return issues
 
     # -- the contract -----------------------------------------------------------------------------------
 
@@ -303,6 +317,23 @@ class MqttTransport(Transport):
                     raise TransportError(NAME, f"mqtt: the broker refused the subscription to {pattern!r}: "
                                                f"{ack.refused[0]}")
         return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stops routing to ``subscription`` at once.
+
+        The broker is unsubscribed from a pattern no other subscription uses; until it has done so, its
+        messages are dropped on arrival.
+        """
+        with self._cond:
+            routes = self._routes
+            if not any(s is subscription for s in routes.subscriptions):
+                return
+            remaining = tuple(s for s in routes.subscriptions if s is not subscription)
+            self._routes = _Routes(remaining)
+            last = not any(s.pattern == subscription.pattern for s in remaining)
+            up = self._up
+        if last and up:
+            self._client.unsubscribe(subscription.pattern)
 
     def close(self, timeout: float | None = None) -> None:
         """Disconnects and stops the network thread; idempotent, and returns within ``timeout`` seconds.

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from pca_core.api.secrets import MASK, Secret, mask_credentials
+from pca_core.api import MASK, Secret, mask_credentials
 
 PLAIN_PORT = 1883
 TLS_PORT = 8883

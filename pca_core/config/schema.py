@@ -1,0 +1,76 @@
+"""The configuration's shape: every section and key, its type and its default."""
+
+from __future__ import annotations
+
+import msgspec
+
+from pca_core.api.settings import (
+    ArtifactsConfig,
+    PluginChoice,
+    PublisherConfig,
+    Section,
+    TlsConfig,
+    TransportConfig,
+)
+from pca_core.stratos.payload import Identity, identity_from_params
+
+__all__ = [
+    "AgentConfig",
+    "ArtifactsConfig",
+    "Config",
+    "HealthConfig",
+    "LogsConfig",
+    "PluginChoice",
+    "PublisherConfig",
+    "TlsConfig",
+    "TransportConfig",
+]
+
+
+class HealthConfig(Section):
+    """Health statistics sampling."""
+
+    enabled: bool = True
+    interval: float = 15.0
+
+
+class LogsConfig(Section):
+    """Log files to tail and ship to the publishers of stream ``logs``."""
+
+    enabled: bool = False
+    paths: tuple[str, ...] = ()
+
+
+class AgentConfig(Section):
+    """The agent's own behaviour."""
+
+    listen_address: str = "localhost"
+    port_check_timeout: float = 600.0
+    application_path: str | None = None
+    lb_private_ip: str | None = None
+    lb_public_ip: str | None = None
+    metadata_service_url: str | None = None
+    extensions_dir: str | None = None
+    payload_file: str | None = None
+    state_dir: str = "/var/lib/pca"
+    shutdown_timeout: float = 10.0
+    dispatch_queue_size: int = 10_000
+    workers: int = 4
+
+
+class Config(Section):
+    """The whole effective configuration. ``payload`` holds the launch parameters as strings."""
+
+    agent: AgentConfig = AgentConfig()
+    transport: TransportConfig = TransportConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
+    health: HealthConfig = HealthConfig()
+    logs: LogsConfig = LogsConfig()
+    publishers: tuple[PublisherConfig, ...] = ()
+    event_handlers: tuple[PluginChoice, ...] = ()
+    payload: dict[str, str] = msgspec.field(default_factory=dict)
+
+    @property
+    def identity(self) -> Identity:
+        """The instance's identity, read from the payload (validated when the configuration loaded)."""
+        return identity_from_params(self.payload, "payload")
