@@ -13,10 +13,11 @@ from pca_core.stratos.events import manifest
 from pca_core.stratos.payload import identity_from_params
 from pca_core.stratos.status import REQUEST_EVENTS, STATUS_EVENTS, status_event
 from tests.support.configs import PAYLOAD
+from tests.support.samples import SAMPLES as SAMPLE_DIR
+from tests.support.samples import sample_files
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "stratos"
-SAMPLES = sorted((SHARED / "samples").glob("*.json"))
+SAMPLES = sample_files()
 
 
 def topic_of_sample(path: Path) -> str:
@@ -29,17 +30,20 @@ def topic_of_sample(path: Path) -> str:
     raise AssertionError(f"no event for sample {path.name}")
 
 
-def test_the_samples_are_there():
-    assert len(SAMPLES) >= 80, f"expected Gson's samples in {SHARED / 'samples'}"
+def test_the_samples_are_the_manifests_event_list():
+    events_ = manifest.load_manifest()["events"]
+    wanted = {Path(event["sample"]).name for event in events_}
+    names = {path.name for path in SAMPLES}
+    assert len(wanted) == len(events_), "two manifest events share a sample"
+    assert sorted(wanted - names) == [], "manifest events without their Gson sample in tests/data/stratos"
+    # Besides one sample per event: variants of an event's sample (``<sample>.<variant>.json``) only.
+    extra = names - wanted
+    assert all(any(n.startswith(w.removesuffix(".json") + ".") for w in wanted) for n in extra), extra
+    assert (SAMPLE_DIR / "README.md").is_file(), "the samples' provenance"
 
 
 def test_every_class_matches_the_manifest():
     assert manifest.check(manifest.load_manifest()) == []
-
-
-def test_the_projects_manifest_is_the_shared_one():
-    shipped = manifest.load_manifest()
-    assert shipped == json.loads((SHARED / "events.json").read_text())
 
 
 def test_the_generated_module_is_what_the_manifest_gives():

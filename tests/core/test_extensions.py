@@ -19,8 +19,8 @@ from pca_core.api.event_handler import EventHandler, HandlerContext
 from pca_core.api.secrets import Secret
 from pca_core.config import Config, PluginChoice, build
 from pca_core.stratos.topology import TopologyModel
+from tests.support.samples import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "stratos" / "samples"
 LOGGER = "pca_core.agent.extensions"
 PASSWORD = "s3cr3t-Pa55word"
 

@@ -1,6 +1,5 @@
 """Application signups and domain mappings: Gson's samples, each event's effect, reconciliation, observers."""
 
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,8 @@ from pca_core.stratos.signups import (
     SignupRemoved,
     SignupUpdated,
 )
+from tests.support.samples import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "stratos" / "samples"
 COMPLETE = events.CompleteApplicationSignUpsEvent.TOPIC
 APP = "php-tomcat-app"
 PHP = "php.php1.domain"

@@ -1,6 +1,5 @@
 """The tenant model: Gson's samples, each event's effect, reconciliation of complete events, observers."""
 
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,8 @@ from pca_core.stratos.tenants import (
     TenantRemoved,
     TenantUpdated,
 )
+from tests.support.samples import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "stratos" / "samples"
 COMPLETE = events.CompleteTenantEvent.TOPIC
 
 

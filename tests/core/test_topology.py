@@ -3,7 +3,6 @@
 import json
 import logging
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -58,8 +57,8 @@ from pca_core.stratos.topology import (
     ServiceUpdated,
     TopologyModel,
 )
+from tests.support.samples import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "stratos" / "samples"
 COMPLETE = CompleteTopologyEvent.TOPIC
 
 PHP, PHP1 = "php", "php.php1.domain"
