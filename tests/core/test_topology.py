@@ -588,7 +588,7 @@ def decodes(monkeypatch):
         counted.append(topic)
         return real(topic, payload)
 
-    monkeypatch.setattr("pca_core.stratos.topology.events.decode", counting)
+    monkeypatch.setattr("pca_core.stratos.events.decode", counting)
     return counted
 
 
