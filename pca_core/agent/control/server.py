@@ -1,18 +1,7 @@
-"""The agent's local control channel: a Unix socket that only the agent's owner (and root) may use.
-
-``pca status``, ``pca maintenance`` and ``pca sync`` talk to the running agent through it. The protocol is one
-JSON object per line and one request per connection::
-
-    request:  {"command": "status", "arguments": {...}}
-    reply:    {"ok": true, "result": {...}}   or   {"ok": false, "error": "a message for a person"}
-
-The server runs on one thread for its whole life and serves one connection at a time; commands are
-registered by the agent, this module knows none of them.
-"""
+"""The control channel's server: one thread, serving the agent's commands to its owner and root."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
@@ -21,64 +10,28 @@ import selectors
 import socket
 import stat
 import struct
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pca_core.agent.control.protocol import (
+    MAX_REQUEST_BYTES,
+    AgentAlreadyRunning,
+    BadRequest,
+    Command,
+    ControlError,
+    check_length,
+    parse_request,
+)
 from pca_core.api.errors import PcaError
-
-__all__ = [
-    "MAX_REQUEST_BYTES",
-    "AgentAlreadyRunning",
-    "AgentNotRunning",
-    "Command",
-    "CommandFailed",
-    "ControlError",
-    "ControlServer",
-    "call",
-]
 
 _log = logging.getLogger(__name__)
 
-Command = Callable[[dict[str, Any]], dict[str, Any]]
-"""A control command: takes the request's arguments, returns a JSON-able reply (a JSON object)."""
-
-MAX_REQUEST_BYTES = 64 * 1024
-"""The largest request line the server reads, its newline included."""
-
-_MAX_REPLY_BYTES = 16 * 1024 * 1024  # a client never buffers more than this of a reply
-# sun_path holds the path and its terminating NUL: 108 bytes on Linux, 104 on the BSDs and macOS.
-_MAX_PATH_BYTES = 107 if sys.platform.startswith("linux") else 103
 _BACKLOG = 8
 _ACCEPT_BACKOFF = 1.0  # seconds the server waits after an accept() failure such as EMFILE
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
-
-class ControlError(PcaError):
-    """The control channel could not be used: no agent, a timeout, or a malformed exchange."""
-
-
-class AgentNotRunning(ControlError):
-    """No agent listens on the control socket (it does not exist, or nobody answers on it)."""
-
-
-class AgentAlreadyRunning(ControlError):
-    """A live agent already answers on the control socket this server was asked to use."""
-
-
-class CommandFailed(ControlError):
-    """The agent received the request and answered that the command failed.
-
-    Attributes:
-        command: the command that was requested.
-    """
-
-    def __init__(self, command: str, message: str) -> None:
-        self.command = command
-        super().__init__(message)
 
 
 class ControlServer:
@@ -129,7 +82,7 @@ class ControlServer:
         with self._lock:
             if self._thread is not None or self._closed:
                 raise RuntimeError("control server already started or closed")
-            _check_length(self._path)
+            check_length(self._path)
             self._prepare_directory()
             self._remove_stale()
             listener = self._bind()
@@ -279,7 +232,7 @@ class ControlServer:
         except _Stopped:
             self._reply(connection, deadline, {"ok": False, "error": "the agent is shutting down"})
             return
-        except _BadRequest as exc:
+        except BadRequest as exc:
             _log.warning("control channel: %s", exc)
             self._reply(connection, deadline, {"ok": False, "error": str(exc)})
             return
@@ -293,8 +246,8 @@ class ControlServer:
 
     def _run(self, line: bytes) -> dict[str, Any]:
         try:
-            name, arguments = _parse(line)
-        except _BadRequest as exc:
+            name, arguments = parse_request(line)
+        except BadRequest as exc:
             _log.warning("control channel: %s", exc)
             return {"ok": False, "error": str(exc)}
         command = self._commands.get(name)
@@ -328,19 +281,8 @@ class ControlServer:
             _log.debug("control channel: sending a reply failed: %s", exc)
 
 
-class _BadRequest(Exception):
-    """A request the server answers with an error: its message goes to the client."""
-
-
 class _Stopped(Exception):
     """The server was closed while a request was being read."""
-
-
-def _check_length(path: Path) -> None:
-    size = len(os.fsencode(path))
-    if size > _MAX_PATH_BYTES:
-        raise ControlError(f"the control socket path is too long for a Unix socket ({size} bytes, at most "
-                           f"{_MAX_PATH_BYTES}): {path}; choose a shorter state directory")
 
 
 def _refuse_peer(connection: socket.socket) -> str | None:
@@ -373,7 +315,7 @@ def _read_line(connection: socket.socket, wake: int, deadline: float) -> bytes:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _BadRequest("timed out waiting for the request")
+                raise BadRequest("timed out waiting for the request")
             ready = {key.fd for key, _ in selector.select(remaining)}
             if wake in ready:
                 raise _Stopped
@@ -387,104 +329,4 @@ def _read_line(connection: socket.socket, wake: int, deadline: float) -> bytes:
                 return bytes(buffer + chunk[:newline])
             buffer += chunk
             if len(buffer) >= MAX_REQUEST_BYTES:
-                raise _BadRequest(f"request too large (more than {MAX_REQUEST_BYTES} bytes)")
-
-
-def _parse(line: bytes) -> tuple[str, dict[str, Any]]:
-    try:
-        request = json.loads(line)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise _BadRequest(f"malformed request: not a JSON object ({exc})") from None
-    if not isinstance(request, dict):
-        raise _BadRequest("malformed request: not a JSON object")
-    name = request.get("command")
-    if not isinstance(name, str) or not name:
-        raise _BadRequest("malformed request: 'command' must be a non-empty string")
-    arguments = request.get("arguments", {})
-    if not isinstance(arguments, dict):
-        raise _BadRequest("malformed request: 'arguments' must be a JSON object")
-    return name, arguments
-
-
-# --- The client ------------------------------------------------------------------------------------------
-
-
-def call(path: Path, command: str, *, timeout: float = 30.0, **arguments: Any) -> dict[str, Any]:
-    """Sends one command to the agent listening at ``path`` and returns its result.
-
-    Args:
-        path: the agent's control socket.
-        command: the command's name, e.g. ``status``.
-        timeout: seconds for the whole exchange: connecting, sending, and waiting for the reply.
-        **arguments: the command's arguments; JSON-able values.
-
-    Returns:
-        The command's result.
-
-    Raises:
-        AgentNotRunning: no agent listens at ``path``.
-        CommandFailed: the agent answered that the command failed; the message is the agent's.
-        ControlError: the path is too long, permission was denied, the agent did not answer in time, or its
-            answer was malformed.
-    """
-    path = Path(path)
-    _check_length(path)
-    request = json.dumps({"command": command, "arguments": arguments}).encode() + b"\n"
-    if len(request) > MAX_REQUEST_BYTES:
-        raise ControlError(f"the request is too large ({len(request)} bytes, at most {MAX_REQUEST_BYTES})")
-    deadline = time.monotonic() + timeout
-
-    def remaining() -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        return left
-
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(remaining())
-            try:
-                connection.connect(os.fspath(path))
-            except FileNotFoundError:
-                raise AgentNotRunning(f"no agent is running (no control socket at {path})") from None
-            except ConnectionRefusedError:
-                raise AgentNotRunning(f"no agent is running (nobody answers on {path})") from None
-            except PermissionError:
-                raise ControlError(
-                    f"permission denied on {path}: run this as the agent's user or root") from None
-            connection.settimeout(remaining())
-            # The agent may have refused us and hung up already: its reply, read below, tells why.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                connection.sendall(request)
-            reply = bytearray()
-            while len(reply) <= _MAX_REPLY_BYTES:
-                connection.settimeout(remaining())
-                chunk = connection.recv(65536)
-                reply += chunk
-                if not chunk or b"\n" in chunk:
-                    break
-    except TimeoutError:
-        raise ControlError(f"the agent at {path} did not answer within {timeout:g}s") from None
-    except OSError as exc:
-        raise ControlError(f"cannot talk to the agent at {path}: {exc.strerror or exc}") from None
-    return _result(command, path, bytes(reply))
-
-
-def _result(command: str, path: Path, reply: bytes) -> dict[str, Any]:
-    line, newline, _ = reply.partition(b"\n")
-    if not newline and not line:
-        raise ControlError(f"the agent at {path} closed the connection without replying")
-    if not newline:
-        raise ControlError(f"the agent at {path} sent an incomplete or too large reply")
-    try:
-        message = json.loads(line)
-    except ValueError:
-        message = None
-    if not isinstance(message, dict) or not isinstance(message.get("ok"), bool):
-        raise ControlError(f"the agent at {path} sent a malformed reply")
-    if not message["ok"]:
-        raise CommandFailed(command, str(message.get("error") or f"{command} failed"))
-    result = message.get("result")
-    if not isinstance(result, dict):
-        raise ControlError(f"the agent at {path} sent a malformed reply (no result)")
-    return result
+                raise BadRequest(f"request too large (more than {MAX_REQUEST_BYTES} bytes)")
