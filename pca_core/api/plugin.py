@@ -76,14 +76,15 @@ class Plugin:
     """Class attributes and hooks shared by every kind of plugin.
 
     Attributes:
-        api_version: the plugin API version the plugin was written for, as (major, minor).
+        api_version: the plugin API version the plugin was written for, as (major, minor); every plugin
+            class states it (``api_version = (2, 0)``), or it is refused.
         capabilities: the optional features the plugin offers, members of :class:`Capability` that its
             contract knows (``known_capabilities``).
         Options: the plugin's options type.
         known_capabilities: set by each contract: the capabilities a plugin of that kind may declare.
     """
 
-    api_version: ClassVar[tuple[int, int]] = PLUGIN_API_VERSION
+    api_version: ClassVar[tuple[int, int] | None] = None
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     known_capabilities: ClassVar[frozenset[Capability]] = frozenset()
@@ -109,8 +110,12 @@ class Plugin:
 def api_mismatch(plugin: type[Plugin]) -> str | None:
     """Why ``plugin`` was written for a plugin API this pca-core does not provide; None when it was not.
 
-    The same major version is needed, and no newer minor one.
+    It must be stated, with the same major version and no newer minor one.
     """
+    if plugin.api_version is None:
+        have = ".".join(map(str, PLUGIN_API_VERSION))
+        return (f"does not state the plugin API it was written for; a plugin written for plugin API {have} "
+                f"says api_version = {PLUGIN_API_VERSION!r} (plugins for pca-core 0.x, API 1.0, did not)")
     major, minor = plugin.api_version
     if major == PLUGIN_API_VERSION[0] and minor <= PLUGIN_API_VERSION[1]:
         return None

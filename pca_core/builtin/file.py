@@ -32,6 +32,7 @@ class FileLogPublisher(LogPublisher):
     The file is opened for each batch, so a log rotator may move it away at any time.
     """
 
+    api_version = (2, 0)
     capabilities = frozenset({Capability.ACK})
     Options = FileOptions
 

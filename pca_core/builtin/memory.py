@@ -119,6 +119,7 @@ def _bus(name: str) -> _Bus:
 class MemoryTransport(Transport):
     """An in-process transport for tests and the demo; it passes the same conformance suite."""
 
+    api_version = (2, 0)
     capabilities = frozenset({Capability.QOS1, Capability.WILDCARDS, Capability.CONNECTION_STATE})
     Options = MemoryOptions
 

@@ -19,6 +19,7 @@ GOOD_TRANSPORT = """
     from pca_core import Capability, Transport
 
     class Good(Transport):
+        api_version = (2, 0)
         capabilities = frozenset({Capability.WILDCARDS})
         def connect(self, timeout=None): pass
         def publish(self, topic, payload, *, qos=1, timeout=None): pass
@@ -100,6 +101,19 @@ def test_plugins_lists_a_broken_plugin_with_its_error(site):
     line = next(line for line in result.stdout.splitlines() if " broken " in line)
     assert "pca-broken 0.9" in line
     assert "error:" in line and "No module named 'fluent'" in line
+
+
+def test_a_plugin_that_does_not_state_its_api_version_is_refused_as_written_for_another(site, tmp_path):
+    # A plugin for pca-core 0.x (plugin API 1.0) never had to state it.
+    dist = site.dist("pca-old", {"pca.transports": {"old": "old_transport:Old"}}, version="0.3")
+    dist.add_module("old_transport", GOOD_TRANSPORT.replace("class Good", "class Old").replace(
+        "        api_version = (2, 0)\n", ""))
+    dist.install()
+    result = run_pca("config", "check", "--config", str(write_config(tmp_path, "old")), env=site.env)
+    assert result.returncode == 1
+    assert ("transport plugin 'old' (pca-old 0.3) does not state the plugin API it was written for; a plugin "
+            "written for plugin API 2.0 says api_version = (2, 0)") in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(("version", "advice"), [

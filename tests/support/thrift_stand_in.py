@@ -21,6 +21,7 @@ class Options(PluginOptions):
     password: Secret | None = None
 
 class StandIn(LogPublisher):
+    api_version = (2, 0)
     Options = Options
 
     def publish(self, batch, *, timeout=None):

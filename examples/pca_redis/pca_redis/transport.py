@@ -106,6 +106,7 @@ class RedisTransport(Transport):
     for the server's answer to ``PUBLISH``.
     """
 
+    api_version = (2, 0)
     capabilities = frozenset({Capability.QOS1, Capability.WILDCARDS, Capability.TLS,
                               Capability.CONNECTION_STATE})
     Options = RedisOptions

@@ -71,6 +71,7 @@ class GitRepo(ArtifactRepo):
     """
 
     Options = GitOptions
+    api_version = (2, 0)
     capabilities = frozenset({Capability.PUSH, Capability.CREDENTIALS})
 
     def __init__(self, config: Any, options: GitOptions | None = None) -> None:

@@ -143,6 +143,7 @@ class MqttTransport(Transport):
         ConfigError: the URLs or the TLS, QoS or session settings are unusable.
     """
 
+    api_version = (2, 0)
     capabilities = frozenset({Capability.QOS1, Capability.WILDCARDS, Capability.TLS,
                               Capability.PERSISTENT_SESSION, Capability.CONNECTION_STATE})
     Options = MqttOptions
