@@ -54,7 +54,7 @@ def test_the_core_wheel_holds_the_package_its_data_and_only_the_built_in_plugins
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
         metadata = next(archive.read(n).decode() for n in names if n.endswith("METADATA"))
     assert {"pca_core/py.typed", "pca_core/api/__init__.py", "pca_core/config/__init__.py",
-            "pca_core/data/stratos-events.json", "pca_core/stratos/events/_generated.py"} <= set(names)
+            "pca_core/data/stratos-events.json", "pca_core/stratos/events/wire/topology.py"} <= set(names)
     assert not any(name.startswith(("tests/", "pca_git/", "pca_mqtt/")) for name in names)
     assert "memory = pca_core.builtin.memory:MemoryTransport" in entry_points
     assert "file = pca_core.builtin.file:FileLogPublisher" in entry_points

@@ -12,9 +12,9 @@ from typing import TypeVar
 import msgspec
 
 from pca_core.api.errors import PcaError
-from pca_core.stratos.events._generated import *  # noqa: F403 - the generated classes are this package's API
-from pca_core.stratos.events._generated import EVENT_CLASSES
 from pca_core.stratos.events.base import Event, WireObject
+from pca_core.stratos.events.wire import *  # noqa: F403 - the generated classes are this package's API
+from pca_core.stratos.events.wire import EVENT_CLASSES
 
 _E = TypeVar("_E", bound=Event)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from pca_core.stratos.events import _generated
+from pca_core.stratos.events import wire
 from pca_core.stratos.events.base import WireObject
 
 # Older Stratos shapes the classes also accept (they decode and re-encode them as they came); each is a
@@ -71,7 +71,7 @@ def check(manifest: dict[str, Any]) -> list[str]:
         One line per difference (a class missing or extra, a field gained, lost, moved or retyped);
         empty when the classes match.
     """
-    classes = {cls.MANIFEST: cls for cls in vars(_generated).values()
+    classes = {cls.MANIFEST: cls for cls in vars(wire).values()
                if isinstance(cls, type) and issubclass(cls, WireObject) and cls.MANIFEST}
     wanted = {name: spec["fields"] for name, spec in manifest["types"].items() if "fields" in spec}
     wanted.update({event["name"]: event["fields"] for event in manifest["events"]})
