@@ -37,7 +37,7 @@ def test_the_wheel_holds_the_package_its_type_marker_and_entry_points(dists):
     assert "pca = pca_core.cli.main:main" in entry_points
 
 
-def test_a_fresh_environment_with_the_wheel_lists_memory_and_file_and_hints_at_amqp(dists, tmp_path):
+def test_a_fresh_environment_with_the_wheel_lists_memory_and_file_and_hints_at_amqp_and_git(dists, tmp_path):
     (wheel,) = dists.glob("pca_core-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -53,4 +53,11 @@ def test_a_fresh_environment_with_the_wheel_lists_memory_and_file_and_hints_at_a
     result = subprocess.run([pca, "run", "--config", config], capture_output=True, text=True)
     assert result.returncode == 1
     assert "pip install pca-amqp" in result.stderr
+    assert "Traceback" not in result.stderr
+    # A payload naming a repository selects the git artifact repository, its own distribution.
+    config.write_text('[transport]\nplugin = "memory"\n' + PAYLOAD_TOML
+                      + 'REPO_URL = "git://127.0.0.1/app.git"\nCARTRIDGE_KEY = "tvnw63ufg9gh5111"\n')
+    result = subprocess.run([pca, "config", "check", "--config", config], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "artifacts.plugin" in result.stderr and "pip install pca-git" in result.stderr
     assert "Traceback" not in result.stderr
