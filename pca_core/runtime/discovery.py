@@ -33,6 +33,7 @@ SHIPPED: Final[dict[tuple[str, str], str]] = {
     (TRANSPORTS, "mqtt"): "pca-mqtt",
     (TRANSPORTS, "amqp"): "pca-amqp",
     (TRANSPORTS, "kafka"): "pca-kafka",
+    (ARTIFACT_REPOS, "git"): "pca-git",
     (LOG_PUBLISHERS, "fluentd"): "pca-fluentd",
     (LOG_PUBLISHERS, "thrift"): "pca-thrift",
 }

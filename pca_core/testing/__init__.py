@@ -1,8 +1,8 @@
-"""Public test helpers for plugin authors: the transport conformance suite and what it needs.
+"""Public test helpers for plugin authors: the conformance suites and what they need.
 
 Importing these needs pytest. The pytest plugin :mod:`pca_core.testing.plugin` is registered through the
 ``pytest11`` entry point, so nothing has to be enabled by hand. The names are imported on first use, so
-that loading that plugin in every pytest run imports neither the suite nor any transport.
+that loading that plugin in every pytest run imports no suite and no plugin.
 """
 
 from __future__ import annotations
@@ -14,19 +14,27 @@ import pytest
 
 # Asked for before the suite's modules are imported, so that a failing check shows its values even from
 # an editable install (pytest only rewrites the files a wheel lists).
-pytest.register_assert_rewrite("pca_core.testing.transport", "pca_core.testing.waiting")
+pytest.register_assert_rewrite("pca_core.testing.transport", "pca_core.testing.waiting",
+                               "pca_core.testing.artifact_repo", "pca_core.testing._artifact_harness")
 
 if TYPE_CHECKING:
+    from pca_core.testing.artifact_repo import ArtifactRepoConformance, RepoFactory
     from pca_core.testing.broker import Broker
     from pca_core.testing.building import build_plugin
+    from pca_core.testing.gating import requires
     from pca_core.testing.memory import MemoryBroker
-    from pca_core.testing.transport import TransportConformance, TransportFactory, requires
+    from pca_core.testing.repo_remote import Credentials, RepoRemote
+    from pca_core.testing.transport import TransportConformance, TransportFactory
     from pca_core.testing.waiting import Inbox, StateLog, wait_until
 
 __all__ = [
+    "ArtifactRepoConformance",
     "Broker",
+    "Credentials",
     "Inbox",
     "MemoryBroker",
+    "RepoFactory",
+    "RepoRemote",
     "StateLog",
     "TransportConformance",
     "TransportFactory",
@@ -36,14 +44,18 @@ __all__ = [
 ]
 
 _MODULES = {
+    "ArtifactRepoConformance": "artifact_repo",
     "Broker": "broker",
+    "Credentials": "repo_remote",
     "Inbox": "waiting",
     "MemoryBroker": "memory",
+    "RepoFactory": "artifact_repo",
+    "RepoRemote": "repo_remote",
     "StateLog": "waiting",
     "TransportConformance": "transport",
     "TransportFactory": "transport",
     "build_plugin": "building",
-    "requires": "transport",
+    "requires": "gating",
     "wait_until": "waiting",
 }
 

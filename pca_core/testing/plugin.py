@@ -1,35 +1,45 @@
 """The pytest plugin of pca-core, loaded through the ``pytest11`` entry point ``pca_transport_conformance``.
 
-The conformance suite's fixtures live on :class:`pca_core.testing.TransportConformance` itself, so a
-plugin's tests only subclass it and provide brokers. This module adds what a class cannot: the
-``transport_conformance`` marker on every test of the suite, so that ``-m transport_conformance`` runs
-only the suite and ``-m "not transport_conformance"`` everything else.
+The conformance suites' fixtures live on the suite classes themselves, so a plugin's tests only subclass
+one and provide servers. This module adds what a class cannot: a marker on every test of a suite —
+``transport_conformance`` for :class:`pca_core.testing.TransportConformance`,
+``artifact_repo_conformance`` for :class:`pca_core.testing.ArtifactRepoConformance` — so that
+``-m transport_conformance`` runs only that suite and ``-m "not transport_conformance"`` everything else.
 
-Every pytest run in an environment where pca-core is installed imports this module, so it imports
-neither the suite nor any transport plugin: it looks only at the suite a test module already imported.
+Every pytest run in an environment where pca-core is installed imports this module, so it imports no
+suite and no plugin: it knows the suites by the names of their modules and classes.
 """
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 MARKER = "transport_conformance"
+ARTIFACT_REPO_MARKER = "artifact_repo_conformance"
+
+# (the suite's module, its class, the marker of its tests, what the marker's help says)
+_SUITES = (
+    ("pca_core.testing.transport", "TransportConformance", MARKER, "transport"),
+    ("pca_core.testing.artifact_repo", "ArtifactRepoConformance", ARTIFACT_REPO_MARKER,
+     "artifact repository"),
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Registers the marker, which ``--strict-markers`` requires."""
-    config.addinivalue_line(
-        "markers", f"{MARKER}: a test of the pca transport conformance suite (pca_core.testing)")
+    """Registers the markers, which ``--strict-markers`` requires."""
+    for _module, _cls, marker, kind in _SUITES:
+        config.addinivalue_line(
+            "markers", f"{marker}: a test of the pca {kind} conformance suite (pca_core.testing)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks every collected test of a :class:`~pca_core.testing.TransportConformance` subclass."""
-    suite = sys.modules.get("pca_core.testing.transport")
-    if suite is None:  # no test module imported the suite, so no test can belong to it
-        return
+    """Marks every collected test of a subclass of a conformance suite with that suite's marker."""
     for item in items:
         cls = getattr(item, "cls", None)
-        if isinstance(cls, type) and issubclass(cls, suite.TransportConformance):
-            item.add_marker(MARKER)
+        if not isinstance(cls, type):
+            continue
+        # By name, so that nothing is imported: a class derived from a suite has the suite in its MRO.
+        bases = {(base.__module__, base.__qualname__) for base in cls.__mro__}
+        for module, name, marker, _kind in _SUITES:
+            if (module, name) in bases:
+                item.add_marker(marker)

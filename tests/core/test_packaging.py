@@ -83,13 +83,21 @@ def test_the_core_alone_runs_the_demo_without_any_protocol_library(wheels, tmp_p
     assert "installed []" in result.stdout and "imported []" in result.stdout
 
 
-def test_the_core_alone_names_the_distribution_of_a_missing_transport(wheels, tmp_path):
+def test_the_core_alone_names_the_distribution_of_a_missing_plugin(wheels, tmp_path):
     bin_dir = fresh_env(tmp_path / "core", wheels, "pca-core")
     config = tmp_path / "agent.toml"
     config.write_text('[transport]\nplugin = "mqtt"\n' + PAYLOAD_TOML)
     result = subprocess.run([bin_dir / "pca", "run", "--config", config], capture_output=True, text=True)
     assert result.returncode == 1
-    assert "pip install pca-mqtt" in result.stderr
+    assert "transport.plugin" in result.stderr and "pip install pca-mqtt" in result.stderr
+    assert "Traceback" not in result.stderr
+    # A payload naming a repository selects the git artifact repository, its own distribution.
+    config.write_text('[transport]\nplugin = "memory"\n' + PAYLOAD_TOML
+                      + 'REPO_URL = "git://127.0.0.1/app.git"\nCARTRIDGE_KEY = "tvnw63ufg9gh5111"\n')
+    result = subprocess.run([bin_dir / "pca", "config", "check", "--config", config], capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert "artifacts.plugin" in result.stderr and "pip install pca-git" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -1,4 +1,7 @@
-"""The git artifact repository against real servers: a git daemon, and dulwich over HTTP with basic auth."""
+"""What is git-specific in the git artifact repository, against a git daemon and an HTTP git server.
+
+What every artifact repository must do is tested by the conformance suite, in test_git_conformance.py.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,10 @@ from pathlib import Path
 import pytest
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
-from pca_git import GitOptions, GitRepo
+from pca_git import GitRepo
 
-from pca_core.api.artifact_repo import RepoSpec
-from pca_core.api.errors import ArtifactSyncError, ConfigError
-from pca_core.api.secrets import Secret
-from pca_core.config import ArtifactsConfig
-from pca_core.runtime.plugins import prepare
+from pca_core import ArtifactsConfig, ArtifactSyncError, ConfigError, RepoSpec
+from pca_core.testing import build_plugin
 from tests.support.gitserver import CuttingProxy, GitDaemon, HttpGitServer, Upstream, git
 
 USER, PASSWORD = "deployer", "s3cr@t:pa/ss w0rd"
@@ -48,7 +48,7 @@ def upstream(base, request) -> Upstream:
 
 
 def plugin(**options) -> GitRepo:
-    return GitRepo(ArtifactsConfig(), GitOptions(**options))
+    return build_plugin(GitRepo, ArtifactsConfig(options=options), key="artifacts")
 
 
 def spec_for(url: str, path: Path, **fields) -> RepoSpec:
@@ -116,22 +116,15 @@ def test_a_sync_with_nothing_new_transfers_and_writes_nothing(daemon, upstream, 
     assert snapshot(app) == before  # no pack, no loose object, no ref, no index written
 
 
-def test_a_changed_remote_is_fast_forwarded_and_unrelated_local_files_are_kept(daemon, upstream, tmp_path):
+def test_a_pull_moves_head_and_removes_the_directories_it_empties(daemon, upstream, tmp_path):
     app = tmp_path / "app"
     repo = plugin()
     spec = spec_for(daemon.url(upstream.name), app)
-    first = repo.sync(spec)
-    (app / "uploads").mkdir()
-    (app / "uploads" / "user.png").write_text("local data")
-    new = upstream.commit({"index.php": "<?php echo 'v2';", "lib/util.php": None, "new/page.php": "p"})
-    result = repo.sync(spec)
-    assert (result.changed, result.previous, result.revision) == (True, first.revision, new)
-    assert (app / "index.php").read_text() == "<?php echo 'v2';"
+    repo.sync(spec)
+    new = upstream.commit({"lib/util.php": None})
+    assert repo.sync(spec).changed
     assert not (app / "lib").exists()
-    assert (app / "new" / "page.php").read_text() == "p"
-    assert (app / "uploads" / "user.png").read_text() == "local data"
     assert head_of(app) == new
-    assert not repo.sync(spec).changed
 
 
 def test_the_first_checkout_merges_into_an_existing_directory(daemon, upstream, tmp_path):
@@ -394,29 +387,6 @@ def test_an_unreachable_remote_rolls_the_commit_back(daemon, upstream, tmp_path)
 # --- HTTP with credentials ------------------------------------------------------------------------------
 
 
-def test_http_with_basic_credentials_clone_pull_and_push(http, upstream, tmp_path):
-    app = tmp_path / "app"
-    repo = plugin()
-    spec = spec_for(http.url(upstream.name), app, username=USER, password=Secret(PASSWORD))
-    assert repo.sync(spec).changed
-    new = upstream.commit({"index.php": "v2"})
-    assert repo.sync(spec).revision == new
-    (app / "pushed.txt").write_text("over http")
-    revision = repo.commit_and_push(spec, "over http")
-    assert upstream.revision() == revision
-    config = (app / ".git" / "config").read_text()
-    assert http.url(upstream.name) in config and USER not in config and "pa/ss" not in config
-
-
-def test_http_with_a_wrong_password_fails_without_saying_it(http, upstream, tmp_path):
-    wrong = "wrong-Pa55word"
-    with pytest.raises(ArtifactSyncError) as caught:
-        plugin().sync(spec_for(http.url(upstream.name), tmp_path / "app", username=USER,
-                               password=Secret(wrong)))
-    assert wrong not in str(caught.value) and http.unauthorized >= 1
-    assert not (tmp_path / "app").exists()
-
-
 def test_credentials_inside_the_url_are_taken_out_of_it(http, upstream, tmp_path):
     from urllib.parse import quote
 
@@ -475,18 +445,7 @@ def test_atomic_mode_refuses_to_replace_a_real_directory(daemon, upstream, tmp_p
     assert (app / "precious").exists()
 
 
-# --- Removal and options --------------------------------------------------------------------------------
-
-
-def test_remove_deletes_the_checkout(daemon, upstream, tmp_path):
-    app = tmp_path / "app"
-    repo = plugin()
-    spec = spec_for(daemon.url(upstream.name), app)
-    assert repo.current_revision(spec) is None
-    repo.sync(spec)
-    assert repo.current_revision(spec) == upstream.revision()
-    repo.remove(spec)
-    assert not app.exists() and repo.current_revision(spec) is None
+# --- Options --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -497,4 +456,4 @@ def test_remove_deletes_the_checkout(daemon, upstream, tmp_path):
 ])
 def test_options_are_validated(options, message):
     with pytest.raises(ConfigError, match=message):
-        prepare(GitRepo, ArtifactsConfig(options=options), source="agent.toml", key="artifacts")
+        build_plugin(GitRepo, ArtifactsConfig(options=options), key="artifacts", source="agent.toml")

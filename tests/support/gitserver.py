@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -49,13 +50,27 @@ def git_env() -> dict[str, str]:
             "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", **IDENTITY}
 
 
-def git(*args: str, cwd: Path | None = None) -> str:
-    """Runs ``git ARGS`` and returns its stdout; raises with its stderr when it fails."""
-    done = subprocess.run([git_binary(), *args], cwd=cwd, env=git_env(), capture_output=True, text=True,
-                          timeout=60)
+def _run_git(args: tuple[str, ...], cwd: Path | None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([git_binary(), *args], cwd=cwd, env=git_env(), capture_output=True, timeout=60)
+
+
+def git_bytes(*args: str, cwd: Path | None = None) -> bytes:
+    """Runs ``git ARGS`` and returns its stdout as it is; raises with its stderr when it fails."""
+    done = _run_git(args, cwd)
     if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout.strip()
+        stderr = done.stderr.decode(errors="replace").strip()
+        raise RuntimeError(f"git {' '.join(args)} failed ({done.returncode}): {stderr}")
+    return done.stdout
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    """Runs ``git ARGS`` and returns its stdout as stripped text; raises with its stderr when it fails."""
+    return git_bytes(*args, cwd=cwd).decode().strip()
+
+
+def has_ref(ref: str, cwd: Path) -> bool:
+    """Whether the repository at ``cwd`` has ``ref``."""
+    return _run_git(("rev-parse", "--verify", "--quiet", ref), cwd).returncode == 0
 
 
 class Upstream:
@@ -64,11 +79,11 @@ class Upstream:
     Args:
         base: the servers' base directory.
         name: the repository's name, e.g. ``app.git``.
-        files: the first commit's files, path to text.
+        files: the first commit's files, path to content (text is written as UTF-8).
         branch: the default branch.
     """
 
-    def __init__(self, base: Path, name: str, files: dict[str, str], branch: str = "main") -> None:
+    def __init__(self, base: Path, name: str, files: Mapping[str, str | bytes], branch: str = "main") -> None:
         self.name = name
         self.bare = base / name
         self.work = base / f".{name}.work"
@@ -78,30 +93,35 @@ class Upstream:
         git("remote", "add", "origin", str(self.bare), cwd=self.work)
         self.commit(files, "initial")
 
-    def commit(self, files: dict[str, str | None], message: str = "change", *, branch: str | None = None,
-               push: bool = True) -> str:
-        """Writes (text) or deletes (None) files, commits, pushes; returns the new revision."""
+    def commit(self, files: Mapping[str, str | bytes | None], message: str = "change", *,
+               branch: str | None = None, push: bool = True) -> str:
+        """Writes (text or bytes) or deletes (None) files, commits, pushes; returns the new revision.
+
+        The commit goes on top of the bare repository's branch, which the agent may have pushed to; a new
+        branch starts from the default branch.
+        """
         branch = branch or self.branch
-        if git("branch", "--show-current", cwd=self.work) != branch:
-            self.pull()
-            git("checkout", "--quiet", "-B", branch, cwd=self.work)
-        for path, text in files.items():
+        self._follow(branch)
+        for path, content in files.items():
             target = self.work / path
-            if text is None:
+            if content is None:
                 target.unlink()
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text)
+                target.write_bytes(content.encode() if isinstance(content, str) else content)
         git("add", "--all", cwd=self.work)
         git("commit", "--quiet", "--allow-empty", "-m", message, cwd=self.work)
         if push:
             git("push", "--quiet", "origin", f"HEAD:refs/heads/{branch}", cwd=self.work)
-        return self.revision(branch)
+        return git("rev-parse", "HEAD", cwd=self.work)
 
-    def pull(self) -> None:
-        """Brings the working clone up to date with the bare repository (after a push from elsewhere)."""
+    def _follow(self, branch: str) -> None:
+        """Puts the working clone on ``branch`` as the bare repository has it (nothing there yet: as is)."""
         git("fetch", "--quiet", "origin", cwd=self.work)
-        git("reset", "--quiet", "--hard", f"origin/{self.branch}", cwd=self.work)
+        for start in (branch, self.branch):
+            if has_ref(f"refs/remotes/origin/{start}", self.work):
+                git("checkout", "--quiet", "-B", branch, f"origin/{start}", cwd=self.work)
+                return
 
     def rewrite(self, files: dict[str, str], message: str = "rewritten") -> str:
         """Replaces the branch's history with one new root commit (a force push); returns it."""
@@ -122,6 +142,18 @@ class Upstream:
     def revision(self, branch: str | None = None) -> str:
         """The bare repository's revision of ``branch``."""
         return git("rev-parse", f"refs/heads/{branch or self.branch}", cwd=self.bare)
+
+    def files(self, branch: str | None = None) -> dict[str, bytes]:
+        """Every file at the bare repository's ``branch``, path to content."""
+        listing = git_bytes("ls-tree", "-r", "-z", "--full-tree", f"refs/heads/{branch or self.branch}",
+                            cwd=self.bare)
+        files = {}
+        for entry in filter(None, listing.split(b"\0")):
+            meta, path = entry.split(b"\t", 1)
+            _mode, kind, sha = meta.split()
+            if kind == b"blob":
+                files[path.decode()] = git_bytes("cat-file", "blob", sha.decode(), cwd=self.bare)
+        return files
 
     def show(self, path: str, branch: str | None = None) -> str:
         """A file's text at the bare repository's ``branch``."""
@@ -152,9 +184,14 @@ class GitDaemon:
         return f"git://127.0.0.1:{self.port}/{name}"
 
     def start(self) -> GitDaemon:
+        """Starts the daemon, on its former port if it ran before; a running daemon is left as it is."""
         git_binary()
+        if self.process is not None and self.process.poll() is None:
+            return self
+        again = self.port != 0  # a restart: the same port, so that the URLs given out stay valid
         for _attempt in range(5):
-            self.port = free_port()
+            if not again:
+                self.port = free_port()
             with self.log.open("ab") as log:
                 self.process = subprocess.Popen(
                     [git_binary(), "daemon", "--reuseaddr", "--export-all", f"--base-path={self.base}",
@@ -164,10 +201,11 @@ class GitDaemon:
             if wait_until(lambda: accepts(self.port) or self.process.poll() is not None, timeout=10) \
                     and self.process.poll() is None:
                 return self
-            self.stop()  # the port was taken meanwhile: try another
-        raise RuntimeError(f"git daemon did not start; see {self.log}")
+            self.stop()  # the port was taken meanwhile: try another (or, on a restart, again)
+        raise RuntimeError(f"git daemon did not start on port {self.port}; see {self.log}")
 
     def stop(self) -> None:
+        """Stops the daemon and waits for it to exit; idempotent."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -215,13 +253,16 @@ class HttpGitServer:
         self.unauthorized = 0
         self.authorizations: list[str] = []
         self._app = make_wsgi_chain(Backend(str(base)))
-        self._server = make_server("127.0.0.1", 0, self._auth, server_class=_ThreadingWSGIServer,
-                                   handler_class=_QuietHandler)
+        self._server: WSGIServer | None = self._bind(0)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-git", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
+
+    def _bind(self, port: int) -> WSGIServer:
+        return make_server("127.0.0.1", port, self._auth, server_class=_ThreadingWSGIServer,
+                           handler_class=_QuietHandler)
 
     def _auth(self, environ: dict, start_response):
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -235,13 +276,25 @@ class HttpGitServer:
         return self._app(environ, start_response)
 
     def start(self) -> HttpGitServer:
+        """Serves (again, on the same port after :meth:`stop`); a running server is left as it is."""
+        if self._thread is not None:
+            return self
+        if self._server is None:
+            self._server = self._bind(self.port)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http-git", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stops serving and closes the port; idempotent."""
+        if self._server is None:
+            return
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(10)
+            self._thread = None
         self._server.server_close()
-        self._thread.join(10)
+        self._server = None
 
     def __enter__(self) -> HttpGitServer:
         return self.start()

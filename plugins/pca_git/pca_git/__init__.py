@@ -4,7 +4,8 @@ Loaded through the ``pca.artifact_repos`` entry point ``git``; importing :mod:`p
 it (nor dulwich).
 """
 
-from pca_git._plugin import GitOptions, GitRepo
+from pca_git._options import GitOptions
+from pca_git._plugin import GitRepo
 
 __version__ = "1.0.0"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,42 +19,18 @@ from pca_core.api import (
     ArtifactSyncError,
     Capability,
     ConfigIssue,
-    PluginOptions,
     RepoSpec,
     SyncResult,
 )
-from pca_git import _worktree
+from pca_git import _refs, _worktree
 from pca_git._atomic import Layout
-from pca_git._remote import BRANCH_PREFIX, HEAD, PLUGIN, Fetched, Remote
+from pca_git._options import DEFAULT_EMAIL, GitOptions, option_issues
+from pca_git._remote import BRANCH_PREFIX, PLUGIN, Fetched, Remote
 
 _log = logging.getLogger(__name__)
 
-ORIGIN = b"origin"
-TRACKING_PREFIX = b"refs/remotes/origin/"
-DEFAULT_EMAIL = "author@example.org"  # the original agent's committer e-mail
-_AUTHOR = re.compile(r"^[^<>\n]+ <[^<>\n]*>$")
 # What can go wrong on the local side of an operation, besides what the remote reports.
 _LOCAL_ERRORS = (OSError, NotGitRepository, KeyError, ValueError)
-
-
-class GitOptions(PluginOptions):
-    """Options of the ``git`` artifact repository (``[artifacts.options]``).
-
-    Attributes:
-        atomic: check each revision out into its own directory and switch a symlink at the working
-            directory to it (read-only publication; no commit and push).
-        keep_revisions: in atomic mode, how many previous revisions to keep besides the current one.
-        author: ``Name <email>`` of the commits pca makes; default ``<tenant id> <author@example.org>``,
-            as the original agent.
-        timeout: seconds allowed to connect to a remote, and for each read from it.
-        ssh_key_file: the private key for ``ssh://`` remotes (run through the system ``ssh`` client).
-    """
-
-    atomic: bool = False
-    keep_revisions: int = 2
-    author: str | None = None
-    timeout: float = 60.0
-    ssh_key_file: str | None = None
 
 
 class GitRepo(ArtifactRepo):
@@ -80,15 +55,7 @@ class GitRepo(ArtifactRepo):
     @classmethod
     def check_config(cls, config: Any, options: GitOptions) -> list[ConfigIssue]:
         """Checks ranges and the author's form."""
-        issues = []
-        if options.keep_revisions < 0:
-            issues.append(ConfigIssue("options.keep_revisions", f"0 or more, got {options.keep_revisions}"))
-        if not options.timeout > 0:
-            issues.append(ConfigIssue("options.timeout",
-                                      f"a positive number of seconds, got {options.timeout}"))
-        if options.author is not None and not _AUTHOR.match(options.author):
-            issues.append(ConfigIssue("options.author", f"'Name <email>', got {options.author!r}"))
-        return issues
+        return option_issues(options)
 
     # --- The contract ----------------------------------------------------------------------------------
 
@@ -103,7 +70,7 @@ class GitRepo(ArtifactRepo):
         try:
             if self.options.atomic:
                 return self._sync_atomic(spec, remote)
-            repo = _open(Path(spec.path))
+            repo = _refs.open_checkout(Path(spec.path))
             if repo is None:
                 return self._clone(spec, remote)
             with contextlib.closing(repo):
@@ -127,7 +94,7 @@ class GitRepo(ArtifactRepo):
         if self.options.atomic:
             raise ArtifactSyncError(PLUGIN, "atomic mode publishes read-only revisions: it does not commit")
         remote = self._remote(spec)
-        repo = _open(Path(spec.path))
+        repo = _refs.open_checkout(Path(spec.path))
         if repo is None:
             raise ArtifactSyncError(PLUGIN, f"{spec.path}: no checkout to commit from")
         with contextlib.closing(repo):
@@ -152,7 +119,7 @@ class GitRepo(ArtifactRepo):
         layout = Layout(path)
         if layout.owns_link():
             return layout.current()
-        repo = _open(path)
+        repo = _refs.open_checkout(path)
         if repo is None:
             return None
         with contextlib.closing(repo):
@@ -172,9 +139,9 @@ class GitRepo(ArtifactRepo):
         try:
             repo = Repo.init(str(scratch), default_branch=b"main")
             with contextlib.closing(repo):
-                _set_remote(repo, remote.url)
-                fetched = remote.fetch(repo, _branch(spec))
-                _track(repo, fetched.branch, fetched.target)
+                _refs.set_remote(repo, remote.url)
+                fetched = remote.fetch(repo, _refs.wanted_branch(spec))
+                _refs.track(repo, fetched.branch, fetched.target)
                 tree = repo[fetched.target].tree
                 _worktree.check_paths(repo, tree)
             path.mkdir(exist_ok=True)
@@ -199,25 +166,25 @@ class GitRepo(ArtifactRepo):
         return SyncResult(changed=True, revision=fetched.target.decode(), previous=None)
 
     def _pull(self, repo: Repo, spec: RepoSpec, remote: Remote) -> SyncResult:
-        fetched = remote.fetch(repo, _branch(spec) or _checked_out_branch(repo))
-        if _remote_url(repo) != remote.url:  # recorded once the new remote answered
+        fetched = remote.fetch(repo, _refs.wanted_branch(spec) or _refs.checked_out_branch(repo))
+        if _refs.remote_url(repo) != remote.url:  # recorded once the new remote answered
             _log.info("%s: remote changed to %s", spec.path, remote.url)
-            _set_remote(repo, remote.url)
+            _refs.set_remote(repo, remote.url)
         return self._advance(repo, fetched, spec)
 
     def _advance(self, repo: Repo, fetched: Fetched, spec: RepoSpec) -> SyncResult:
         """Moves the checkout to the fetched revision, if that loses no local commit and no local change."""
         branch, target = fetched.branch, fetched.target
-        head = _head(repo)
-        tracking = TRACKING_PREFIX + branch
-        previous_remote = _ref(repo, tracking)
-        same_branch = _checked_out_branch(repo) == branch
+        head = _refs.head(repo)
+        tracking = _refs.TRACKING_PREFIX + branch
+        previous_remote = _refs.ref(repo, tracking)
+        same_branch = _refs.checked_out_branch(repo) == branch
         if head == target:
-            _track(repo, branch, target)
+            _refs.track(repo, branch, target)
             return SyncResult(changed=False, revision=target.decode(), previous=head.decode())
         if head is not None and same_branch and not can_fast_forward(repo, head, target):
             if can_fast_forward(repo, target, head):
-                _track(repo, branch, target, local=False)
+                _refs.track(repo, branch, target, local=False)
                 return SyncResult(changed=False, revision=head.decode(), previous=head.decode())
             if previous_remote is None or not can_fast_forward(repo, head, previous_remote):
                 raise ArtifactSyncError(PLUGIN, (
@@ -235,14 +202,14 @@ class GitRepo(ArtifactRepo):
                 f"{spec.path}: revision {target.decode()} would overwrite local changes to "
                 f"{_worktree.describe_paths(lost)}: not pulled; commit them (auto-commit) or undo them"))
         _worktree.advance(repo, old_tree, new_tree, diff)
-        _track(repo, branch, target)
+        _refs.track(repo, branch, target)
         _log.info("%s: %s -> %s (%d files changed)", spec.path, head.decode() if head else None,
                   target.decode(), len(diff))
         return SyncResult(changed=True, revision=target.decode(), previous=head.decode() if head else None)
 
     def _commit_and_push(self, repo: Repo, spec: RepoSpec, remote: Remote, message: str) -> str | None:
-        branch = _checked_out_branch(repo)
-        head = _head(repo)
+        branch = _refs.checked_out_branch(repo)
+        head = _refs.head(repo)
         if branch is None or head is None:
             raise ArtifactSyncError(PLUGIN, f"{spec.path}: no branch checked out to commit on")
         index = _worktree.open_index(repo)
@@ -274,7 +241,7 @@ class GitRepo(ArtifactRepo):
                 raise ArtifactSyncError(PLUGIN, f"{exc}; the local commit was rolled back and the changes "
                                                 f"are kept for the next attempt") from None
             raise
-        repo.refs[TRACKING_PREFIX + branch] = commit
+        repo.refs[_refs.TRACKING_PREFIX + branch] = commit
         _log.info("%s: committed and pushed %s to %s (%d paths)", spec.path, commit.decode(), remote.url,
                   len(modified) + len(untracked))
         return commit.decode()
@@ -288,11 +255,12 @@ class GitRepo(ArtifactRepo):
             raise ArtifactSyncError(PLUGIN, problem)
         repo = layout.open_repo(default_branch=b"main")
         with contextlib.closing(repo):
-            branch = _branch(spec) or (_checked_out_branch(repo) if _head(repo) is not None else None)
+            branch = _refs.wanted_branch(spec) or (
+                _refs.checked_out_branch(repo) if _refs.head(repo) is not None else None)
             fetched = remote.fetch(repo, branch)
-            if _remote_url(repo) != remote.url:
-                _set_remote(repo, remote.url)
-            _track(repo, fetched.branch, fetched.target)
+            if _refs.remote_url(repo) != remote.url:
+                _refs.set_remote(repo, remote.url)
+            _refs.track(repo, fetched.branch, fetched.target)
             current = layout.current()
             revision = fetched.target.decode()
             if current == revision and (layout.root / revision).is_dir():
@@ -311,91 +279,6 @@ class GitRepo(ArtifactRepo):
 
     def _author(self, spec: RepoSpec) -> str:
         return self.options.author or f"{spec.tenant_id or 'pca'} <{DEFAULT_EMAIL}>"
-
-
-def _open(path: Path) -> Repo | None:
-    """The repository at ``path``, or None when there is none or it is broken."""
-    if not (path / _worktree.CONTROL_DIR).is_dir():
-        return None
-    try:
-        repo = Repo(str(path))
-    except (NotGitRepository, OSError, ValueError, KeyError):
-        return None
-    try:
-        if _head(repo) is not None:
-            return repo
-    except (OSError, ValueError):
-        pass
-    repo.close()
-    return None
-
-
-def _head(repo: Repo) -> bytes | None:
-    try:
-        head = repo.refs[HEAD]
-    except KeyError:
-        return None
-    return head if head in repo.object_store else None
-
-
-def _branch(spec: RepoSpec) -> bytes | None:
-    return spec.branch.encode() if spec.branch else None
-
-
-def _checked_out_branch(repo: Repo) -> bytes | None:
-    chain, _sha = repo.refs.follow(HEAD)
-    target = chain[-1] if len(chain) > 1 else None
-    return target[len(BRANCH_PREFIX):] if target is not None and target.startswith(BRANCH_PREFIX) else None
-
-
-def _track(repo: Repo, branch: bytes, target: bytes, *, local: bool = True) -> None:
-    """Records the remote's revision; with ``local``, also makes it the checked-out branch's.
-
-    Writes only what differs, so that a sync with nothing new writes nothing.
-    """
-    _set_ref(repo, TRACKING_PREFIX + branch, target)
-    if not local:
-        return
-    _set_ref(repo, BRANCH_PREFIX + branch, target)
-    if _checked_out_branch(repo) != branch:
-        repo.refs.set_symbolic_ref(HEAD, BRANCH_PREFIX + branch)
-    config = repo.get_config()
-    section = (b"branch", branch)
-    try:
-        merge = config.get(section, b"merge")
-    except KeyError:
-        merge = None
-    if merge != BRANCH_PREFIX + branch:
-        config.set(section, b"remote", ORIGIN)
-        config.set(section, b"merge", BRANCH_PREFIX + branch)
-        config.write_to_path()
-
-
-def _ref(repo: Repo, name: bytes) -> bytes | None:
-    try:
-        return repo.refs[name]
-    except KeyError:
-        return None
-
-
-def _set_ref(repo: Repo, name: bytes, value: bytes) -> None:
-    if _ref(repo, name) != value:
-        repo.refs[name] = value
-
-
-def _remote_url(repo: Repo) -> str | None:
-    try:
-        return repo.get_config().get((b"remote", ORIGIN), b"url").decode()
-    except KeyError:
-        return None
-
-
-def _set_remote(repo: Repo, url: str) -> None:
-    """Writes the remote's URL (never with credentials) and its fetch refspec to ``.git/config``."""
-    config = repo.get_config()
-    config.set((b"remote", ORIGIN), b"url", url.encode())
-    config.set((b"remote", ORIGIN), b"fetch", b"+refs/heads/*:" + TRACKING_PREFIX + b"*")
-    config.write_to_path()
 
 
 def _scratch_dir(path: Path) -> Path:
