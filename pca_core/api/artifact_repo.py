@@ -35,7 +35,14 @@ class RepoSpec:
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """What a sync did: whether the directory changed, and the revision before and after."""
+    """What a sync did.
+
+    Attributes:
+        changed: whether the working directory changed.
+        revision: the revision checked out after the sync.
+        previous: the revision checked out before it: None for a first checkout, ``revision`` itself when
+            nothing changed.
+    """
 
     changed: bool
     revision: str | None
