@@ -1,8 +1,8 @@
-"""Public test helpers for plugin authors: the transport conformance suite and what it needs.
+"""Public test helpers for plugin authors: the conformance suites (transports, log publishers).
 
 Importing these needs pytest. The pytest plugin :mod:`pca_core.testing.plugin` is registered through the
 ``pytest11`` entry point, so nothing has to be enabled by hand. The names are imported on first use, so
-that loading that plugin in every pytest run imports neither the suite nor any transport.
+that loading that plugin in every pytest run imports neither suite nor any plugin.
 """
 
 from __future__ import annotations
@@ -14,19 +14,27 @@ import pytest
 
 # Asked for before the suite's modules are imported, so that a failing check shows its values even from
 # an editable install (pytest only rewrites the files a wheel lists).
-pytest.register_assert_rewrite("pca_core.testing.transport", "pca_core.testing.waiting")
+pytest.register_assert_rewrite("pca_core.testing.transport", "pca_core.testing.log_publisher",
+                               "pca_core.testing.waiting")
 
 if TYPE_CHECKING:
     from pca_core.testing.broker import Broker
     from pca_core.testing.building import build_plugin
+    from pca_core.testing.file_receiver import FileReceiver
+    from pca_core.testing.log_publisher import LogPublisherConformance, PublisherFactory
     from pca_core.testing.memory import MemoryBroker
+    from pca_core.testing.receiver import LogReceiver
     from pca_core.testing.transport import TransportConformance, TransportFactory, requires
     from pca_core.testing.waiting import Inbox, StateLog, wait_until
 
 __all__ = [
     "Broker",
+    "FileReceiver",
     "Inbox",
+    "LogPublisherConformance",
+    "LogReceiver",
     "MemoryBroker",
+    "PublisherFactory",
     "StateLog",
     "TransportConformance",
     "TransportFactory",
@@ -37,8 +45,12 @@ __all__ = [
 
 _MODULES = {
     "Broker": "broker",
+    "FileReceiver": "file_receiver",
     "Inbox": "waiting",
+    "LogPublisherConformance": "log_publisher",
+    "LogReceiver": "receiver",
     "MemoryBroker": "memory",
+    "PublisherFactory": "log_publisher",
     "StateLog": "waiting",
     "TransportConformance": "transport",
     "TransportFactory": "transport",
