@@ -15,6 +15,7 @@ import pytest
 # Asked for before the suite's modules are imported, so that a failing check shows its values even from
 # an editable install (pytest only rewrites the files a wheel lists).
 pytest.register_assert_rewrite("pca_core.testing.transport", "pca_core.testing.log_publisher",
+                               "pca_core.testing.publishing",
                                "pca_core.testing.waiting")
 
 if TYPE_CHECKING:

@@ -126,7 +126,7 @@ def test_a_class_without_plugin_fails_with_a_message(pytester):
 def test_importing_the_pytest_plugin_imports_no_suite_and_no_plugin():
     code = ("import sys, pca_core.testing.plugin; "
             "print(sorted(m for m in sys.modules if m in ('pca_core.builtin.file', "
-            "'pca_core.runtime.discovery', 'pca_core.testing.log_publisher', "
+            "'pca_core.runtime.discovery', 'pca_core.testing.log_publisher', 'pca_core.testing.publishing', "
             "'pca_core.testing.transport', 'stevedore')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
