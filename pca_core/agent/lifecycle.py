@@ -47,6 +47,7 @@ from pca_core.stratos.status import status_event
 from pca_core.stratos.topics import AGENT_SUBSCRIPTIONS
 from pca_core.stratos.topology import MemberRemoved, MemberStatusChanged, TopologyChange
 from pca_core.telemetry.records import RecordSink
+from pca_core.telemetry.streams import LOGS, core_streams, log_fields
 from pca_core.telemetry.tailer import LogTailer
 
 _log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class Agent:
         state_dir = Path(self.config.agent.state_dir)
         self.outbox = Outbox(state_dir / "outbox.sqlite", runtime.transport, runtime.scheduler,
                              publish_timeout=self.config.transport.publish_timeout)
-        self.sink = RecordSink(runtime.publishers, runtime.scheduler)
+        self.sink = RecordSink(runtime.publishers, runtime.scheduler, streams=core_streams(self.identity))
         self.control = ControlServer(state_dir / "control.sock", {
             "status": self._status, "maintenance": self._maintenance, "sync": self._sync_command})
         context = HandlerContext(self.config.payload, logging.getLogger("pca.handler"), self.state.topology,
@@ -488,10 +489,13 @@ class Agent:
 
     def _start_log_publishing(self) -> None:
         logs = self.config.logs
-        if not logs.enabled or not logs.paths or self._tailer is not None:
+        capacity = self.sink.capacity(LOGS)  # 0: no publisher receives the lines
+        if not logs.enabled or not logs.paths or self._tailer is not None or not capacity:
             return
-        fields = {"member_id": self.identity.member_id or "", "cluster_id": self.identity.cluster_id}
-        self._tailer = LogTailer(logs.paths, self.sink, fields=fields,
+        # Half the smallest buffer at most on their way, so that lines wait in their files while a
+        # publisher is down instead of pushing health records (or each other) out of its buffer.
+        self._tailer = LogTailer(logs.paths, self.sink, fields=log_fields(self.identity),
+                                 max_unsettled=max(1, capacity // 2),
                                  position_file=Path(self.config.agent.state_dir) / "log-positions.json")
         self._tailer.start(self.runtime.scheduler)
 

@@ -78,9 +78,10 @@ class LogPublisher(Plugin, abc.ABC):
 
     The contract a log publisher plugin provides:
 
-    - :meth:`open` is called once, before the first :meth:`publish`, with the definitions of every stream
-      the publisher receives; a publisher that must announce streams to its receiver (a databridge's
-      ``defineStream``) may do so there or on its first connection.
+    - :meth:`open` is called before the first :meth:`publish`, with the definitions of every stream the
+      publisher receives, and again before the next batch after a ``publish`` that raised or accepted
+      nothing (a receiver that restarted may have forgotten them); a publisher that must announce streams
+      to its receiver (a databridge's ``defineStream``) may do so there or on its first connection.
     - :meth:`publish` delivers a batch, oldest record first, and returns how many records, from the start
       of the batch, the sink accepted; the core keeps the others and offers them again, so nothing is lost
       (at least once). With :attr:`Capability.ACK` a record counts as accepted only once the receiver
@@ -89,7 +90,8 @@ class LogPublisher(Plugin, abc.ABC):
     - The core owns reading files (offsets, rotation, truncation) and batching (``batch_size``,
       ``flush_interval``, ``max_buffered`` of :class:`~pca_core.api.PublisherConfig`); a publisher never
       sees files and calls ``publish`` from one thread at a time.
-    - :meth:`close` flushes what it can within its timeout and is idempotent.
+    - :meth:`close` flushes what it can within its timeout and is idempotent; a ``publish`` after it
+      raises :class:`~pca_core.api.LogPublishError`.
 
     Args:
         config: the core's settings for this publisher (which streams it receives, batching).

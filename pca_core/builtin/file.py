@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -29,7 +30,10 @@ class FileOptions(PluginOptions):
 class FileLogPublisher(LogPublisher):
     """Appends each record as one JSON object per line: ``{"stream", "timestamp", "fields"}``.
 
-    The file is opened for each batch, so a log rotator may move it away at any time.
+    The file is opened for each batch, so a log rotator may move it away at any time. A batch is written
+    whole or not at all: when a write fails (a full disk), what part of the batch reached the file is cut
+    off again and ``publish`` raises, so the core's next attempt neither repeats records nor follows a
+    cut line.
     """
 
     api_version = (2, 0)
@@ -39,9 +43,16 @@ class FileLogPublisher(LogPublisher):
     def __init__(self, config: Any, options: FileOptions) -> None:
         super().__init__(config, options)
         self._lock = threading.Lock()
+        self._closed = False
 
     def publish(self, batch: Sequence[LogRecord], *, timeout: float | None = None) -> int:
-        """Appends the batch; returns once it is written (and synced, with ``fsync``): all of it."""
+        """Appends the batch; returns once it is written (and synced, with ``fsync``): all of it.
+
+        Raises:
+            LogPublishError: the file cannot be written, or the publisher was closed.
+        """
+        if self._closed:
+            raise LogPublishError("file", "file publisher: publish after close")
         text = "".join(
             json.dumps({"stream": r.stream, "timestamp": r.timestamp, "fields": dict(r.fields)},
                        default=str, separators=(",", ":")) + "\n"
@@ -51,12 +62,35 @@ class FileLogPublisher(LogPublisher):
         try:
             with self._lock:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    if self.options.fsync:
-                        os.fsync(handle.fileno())
+                _append_all_or_nothing(path, text.encode("utf-8"), fsync=self.options.fsync)
         except OSError as exc:
             message = f"file publisher: cannot write {path}: {exc.strerror or exc}"
             raise LogPublishError("file", message) from exc
         return len(batch)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuses further batches; nothing is held open between batches. Idempotent."""
+        self._closed = True
+
+
+def _append_all_or_nothing(path: Path, data: bytes, *, fsync: bool) -> None:
+    """Appends ``data`` to ``path``; when that fails, truncates the file back to its size before.
+
+    Raises:
+        OSError: the file could not be opened or written.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):  # a device (/dev/full) cannot be truncated; nothing to undo
+                os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)

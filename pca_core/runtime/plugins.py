@@ -15,11 +15,12 @@ import msgspec
 
 from pca_core.api.errors import ConfigError, ConfigErrors, PluginError
 from pca_core.api.plugin import Plugin
-from pca_core.api.settings import PluginChoice, TransportConfig
+from pca_core.api.settings import PluginChoice, PublisherConfig, TransportConfig
 from pca_core.config.native import origin_of
 from pca_core.config.schema import Config
 from pca_core.config.validate import convert
 from pca_core.runtime import discovery
+from pca_core.telemetry.records import batching_issues
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,10 @@ def select(config: Config, source: str, environ: Mapping[str, str] | None = None
 
 def prepare(cls: type[Plugin], section: Any, *, source: str, key: str,
             environ: Mapping[str, str] | None = None) -> Any:
-    """Validates ``section.options`` against ``cls.Options``, then runs ``cls.check_config``.
+    """Validates ``section.options`` against ``cls.Options``, then runs the core's and the plugin's checks.
+
+    A log publisher's batching settings are checked by the core (:func:`batching_issues`) before
+    ``cls.check_config`` runs.
 
     Args:
         cls: the plugin class.
@@ -118,12 +122,13 @@ def prepare(cls: type[Plugin], section: Any, *, source: str, key: str,
         The options, an instance of ``cls.Options``, for ``cls(section, options)``.
 
     Raises:
-        ConfigErrors: every invalid option and every problem the plugin's check found.
+        ConfigErrors: every invalid option and every problem the checks found.
     """
     environ = os.environ if environ is None else environ
     options = convert(dict(section.options), cls.Options, source=source, prefix=f"{key}.options")
     errors = []
-    for issue in cls.check_config(section, options):
+    core_issues = batching_issues(section) if isinstance(section, PublisherConfig) else ()
+    for issue in (*core_issues, *cls.check_config(section, options)):
         full = f"{key}.{issue.key}" if issue.key else key
         errors.append(ConfigError(origin_of(full, source, environ), full, issue.expected))
     if errors:

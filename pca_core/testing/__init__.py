@@ -15,14 +15,18 @@ import pytest
 # Asked for before the suite's modules are imported, so that a failing check shows its values even from
 # an editable install (pytest only rewrites the files a wheel lists).
 pytest.register_assert_rewrite("pca_core.testing.transport", "pca_core.testing.waiting",
-                               "pca_core.testing.artifact_repo", "pca_core.testing._artifact_harness")
+                               "pca_core.testing.artifact_repo", "pca_core.testing._artifact_harness",
+                               "pca_core.testing.log_publisher", "pca_core.testing.publishing")
 
 if TYPE_CHECKING:
     from pca_core.testing.artifact_repo import ArtifactRepoConformance, RepoFactory
     from pca_core.testing.broker import Broker
     from pca_core.testing.building import build_plugin
+    from pca_core.testing.file_receiver import FileReceiver
     from pca_core.testing.gating import requires
+    from pca_core.testing.log_publisher import LogPublisherConformance, PublisherFactory
     from pca_core.testing.memory import MemoryBroker
+    from pca_core.testing.receiver import LogReceiver
     from pca_core.testing.repo_remote import Credentials, RepoRemote
     from pca_core.testing.transport import TransportConformance, TransportFactory
     from pca_core.testing.waiting import Inbox, StateLog, wait_until
@@ -31,8 +35,12 @@ __all__ = [
     "ArtifactRepoConformance",
     "Broker",
     "Credentials",
+    "FileReceiver",
     "Inbox",
+    "LogPublisherConformance",
+    "LogReceiver",
     "MemoryBroker",
+    "PublisherFactory",
     "RepoFactory",
     "RepoRemote",
     "StateLog",
@@ -47,8 +55,12 @@ _MODULES = {
     "ArtifactRepoConformance": "artifact_repo",
     "Broker": "broker",
     "Credentials": "repo_remote",
+    "FileReceiver": "file_receiver",
     "Inbox": "waiting",
+    "LogPublisherConformance": "log_publisher",
+    "LogReceiver": "receiver",
     "MemoryBroker": "memory",
+    "PublisherFactory": "log_publisher",
     "RepoFactory": "artifact_repo",
     "RepoRemote": "repo_remote",
     "StateLog": "waiting",

@@ -3,6 +3,7 @@
 The conformance suites' fixtures live on the suite classes themselves, so a plugin's tests only subclass
 one and provide servers. This module adds what a class cannot: a marker on every test of a suite —
 ``transport_conformance`` for :class:`pca_core.testing.TransportConformance`,
+``log_publisher_conformance`` for :class:`pca_core.testing.LogPublisherConformance`,
 ``artifact_repo_conformance`` for :class:`pca_core.testing.ArtifactRepoConformance` — so that
 ``-m transport_conformance`` runs only that suite and ``-m "not transport_conformance"`` everything else.
 
@@ -15,11 +16,13 @@ from __future__ import annotations
 import pytest
 
 MARKER = "transport_conformance"
+LOG_PUBLISHER_MARKER = "log_publisher_conformance"
 ARTIFACT_REPO_MARKER = "artifact_repo_conformance"
 
 # (the suite's module, its class, the marker of its tests, what the marker's help says)
 _SUITES = (
     ("pca_core.testing.transport", "TransportConformance", MARKER, "transport"),
+    ("pca_core.testing.log_publisher", "LogPublisherConformance", LOG_PUBLISHER_MARKER, "log publisher"),
     ("pca_core.testing.artifact_repo", "ArtifactRepoConformance", ARTIFACT_REPO_MARKER,
      "artifact repository"),
 )

@@ -26,9 +26,9 @@ PROC_MEMINFO = Path("/proc/meminfo")
 def to_file(scheduler, tmp_path):
     """A record sink delivering to the ``file`` publisher; yields (sink, read the JSON lines)."""
     path = tmp_path / "health.jsonl"
-    publisher = FileLogPublisher(PublisherConfig(plugin="file", streams=("health",)),
+    publisher = FileLogPublisher(PublisherConfig(plugin="file", streams=("health",), flush_interval=0.01),
                                  FileOptions(path=str(path)))
-    sink = RecordSink([publisher], scheduler, flush_interval=0.01)
+    sink = RecordSink([publisher], scheduler)
 
     def read():
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

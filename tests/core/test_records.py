@@ -1,65 +1,19 @@
-import json
+"""The record sink: routing, batching per publisher, retries, overflow, opening, shutdown."""
+
 import logging
 import threading
 
 import pytest
 
-from pca_core.api.errors import LogPublishError
-from pca_core.api.log_publisher import LogPublisher, LogRecord
+from pca_core.api.errors import ConfigErrors, LogPublishError
+from pca_core.api.log_publisher import Attribute, AttributeType, StreamDefinition
 from pca_core.builtin.file import FileLogPublisher, FileOptions
 from pca_core.config import PublisherConfig
+from pca_core.runtime.scheduler import Scheduler
 from pca_core.telemetry.records import RecordSink
+from pca_core.testing import build_plugin
+from tests.support.publishers import Sink, file_publisher, lines, numbers, record, warnings
 from tests.support.waiting import wait_until
-
-
-class Sink(LogPublisher):
-    """A log publisher that keeps what it accepted and can be told to fail (a fake sink)."""
-
-    def __init__(self, streams=("logs", "health"), plugin="fake"):
-        super().__init__(PublisherConfig(plugin=plugin, streams=tuple(streams)), None)
-        self.accepted: list[LogRecord] = []
-        self.batches: list[int] = []
-        self.attempts = 0
-        self.down = False
-        self.during_publish = None  # called inside publish, before it succeeds or fails
-        self.flushed = self.closed = False
-
-    def publish(self, batch, *, timeout=None):
-        self.attempts += 1
-        if self.during_publish is not None:
-            self.during_publish()
-        if self.down:
-            raise LogPublishError("fake", "sink is down")
-        self.batches.append(len(batch))
-        self.accepted.extend(batch)
-        return len(batch)
-
-    def flush(self, timeout=None):
-        self.flushed = True
-
-    def close(self, timeout=None):
-        self.closed = True
-
-
-def record(stream, n):
-    return LogRecord(stream, float(n), {"n": n})
-
-
-def numbers(records):
-    return [r.fields["n"] for r in records]
-
-
-def file_publisher(path, streams=("logs", "health")):
-    return FileLogPublisher(PublisherConfig(plugin="file", streams=tuple(streams)),
-                            FileOptions(path=str(path)))
-
-
-def lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def warnings(caplog, text):
-    return [r for r in caplog.records if r.levelno == logging.WARNING and text in r.getMessage()]
 
 
 def test_records_reach_only_the_publishers_of_their_stream_in_order(scheduler, tmp_path):
@@ -77,8 +31,8 @@ def test_records_reach_only_the_publishers_of_their_stream_in_order(scheduler, t
 
 
 def test_batches_are_at_most_batch_size_and_keep_the_order(scheduler):
-    target = Sink()
-    sink = RecordSink([target], scheduler, batch_size=4)
+    target = Sink(batch_size=4)
+    sink = RecordSink([target], scheduler)
     sink.emit([record("logs", n) for n in range(10)])
     sink.flush()
     assert target.batches == [4, 4, 2]
@@ -118,9 +72,9 @@ def test_a_failing_publisher_keeps_its_records_and_does_not_hold_up_the_others(s
 
 def test_the_periodic_flush_retries_a_failing_publisher_until_it_recovers(scheduler, tmp_path):
     path = tmp_path / "records.jsonl"
-    failing, fine = Sink(), file_publisher(path)
+    failing, fine = Sink(flush_interval=0.01), file_publisher(path, flush_interval=0.01)
     failing.down = True
-    sink = RecordSink([failing, fine], scheduler, flush_interval=0.01)
+    sink = RecordSink([failing, fine], scheduler)
     sink.start()
     sink.emit([record("logs", n) for n in range(3)])
     assert wait_until(lambda: len(lines(path)) == 3)  # not held up by the failing one
@@ -136,9 +90,9 @@ def test_the_periodic_flush_retries_a_failing_publisher_until_it_recovers(schedu
 
 def test_overflow_drops_the_oldest_and_warns_once_per_episode_with_the_count(scheduler, caplog):
     caplog.set_level(logging.INFO, logger="pca_core.telemetry.records")
-    down, other = Sink(), Sink(plugin="other")
+    down, other = Sink(max_buffered=3), Sink(plugin="other", max_buffered=3)
     down.down = True
-    sink = RecordSink([down, other], scheduler, max_buffered=3)
+    sink = RecordSink([down, other], scheduler)
     sink.emit([record("logs", n) for n in range(3)])
     sink.flush()
     sink.emit([record("logs", 3), record("logs", 4)])
@@ -169,8 +123,8 @@ def test_overflow_drops_the_oldest_and_warns_once_per_episode_with_the_count(sch
 
 def test_records_of_a_batch_being_published_are_dropped_only_if_the_batch_fails(scheduler, caplog):
     caplog.set_level(logging.WARNING, logger="pca_core.telemetry.records")
-    target = Sink()
-    sink = RecordSink([target], scheduler, max_buffered=3)
+    target = Sink(max_buffered=3)
+    sink = RecordSink([target], scheduler)
     sink.emit([record("logs", n) for n in range(3)])
     # A producer fills the buffer while the batch [0, 1, 2] is being published.
     target.during_publish = lambda: sink.emit([record("logs", 3), record("logs", 4)])
@@ -194,8 +148,8 @@ def test_records_of_a_batch_being_published_are_dropped_only_if_the_batch_fails(
 
 def test_close_delivers_what_is_buffered_then_flushes_and_closes_the_publishers(scheduler, tmp_path):
     path = tmp_path / "records.jsonl"
-    target, on_file = Sink(), file_publisher(path)
-    sink = RecordSink([target, on_file], scheduler, flush_interval=3600)
+    target, on_file = Sink(flush_interval=3600), file_publisher(path, flush_interval=3600)
+    sink = RecordSink([target, on_file], scheduler)
     sink.start()
     sink.emit([record("logs", 1), record("health", 2)])
     sink.close(5)
@@ -220,9 +174,9 @@ def test_close_with_a_publisher_down_reports_what_is_lost_and_still_closes_it(sc
 
 
 def test_a_periodic_flush_never_runs_while_another_flush_does(scheduler):
-    target = Sink()
-    sink = RecordSink([target], scheduler, flush_interval=0.01)
-    task = sink.start()
+    target = Sink(flush_interval=0.01)
+    sink = RecordSink([target], scheduler)
+    (task,) = sink.start()
     sink.emit([record("logs", 1)])
     seen = []
 
@@ -242,7 +196,7 @@ def test_a_periodic_flush_never_runs_while_another_flush_does(scheduler):
 
 def test_the_sink_starts_no_thread_of_its_own(scheduler, tmp_path):
     path = tmp_path / "records.jsonl"
-    sink = RecordSink([file_publisher(path)], scheduler, flush_interval=0.01)
+    sink = RecordSink([file_publisher(path, flush_interval=0.01)], scheduler)
     before = set(threading.enumerate())
     sink.start()
     sink.emit([record("health", 7)])
@@ -250,3 +204,114 @@ def test_the_sink_starts_no_thread_of_its_own(scheduler, tmp_path):
     assert lines(path)[0] == {"stream": "health", "timestamp": 7.0, "fields": {"n": 7}}
     assert set(threading.enumerate()) == before
     sink.close(5)
+
+
+# --- Per-publisher batching ------------------------------------------------------------------------------
+
+
+def test_each_publisher_batches_with_its_own_settings(scheduler):
+    small, large = Sink(batch_size=2), Sink(plugin="large", batch_size=5)
+    sink = RecordSink([small, large], scheduler)
+    sink.emit([record("logs", n) for n in range(7)])
+    sink.flush()
+    assert small.batches == [2, 2, 2, 1] and large.batches == [5, 2]
+    assert numbers(small.accepted) == numbers(large.accepted) == list(range(7))
+
+
+def test_each_publisher_is_delivered_to_every_flush_interval_of_its_own(scheduler):
+    fast, slow = Sink(flush_interval=0.01), Sink(plugin="slow", flush_interval=3600)
+    sink = RecordSink([fast, slow], scheduler)
+    tasks = sink.start()
+    assert [task.name for task in tasks] == ["record sink fake[0]", "record sink slow[1]"]
+    assert sink.start() == tasks  # idempotent
+    sink.emit([record("logs", 1)])
+    assert wait_until(lambda: numbers(fast.accepted) == [1])
+    assert slow.attempts == 0  # its first delivery is an hour away
+    sink.close(5)
+    assert numbers(slow.accepted) == [1]  # close delivers what is left
+
+
+def test_each_publisher_keeps_its_own_bound(scheduler):
+    small, large = Sink(max_buffered=2), Sink(plugin="large", max_buffered=4)
+    small.down = large.down = True
+    sink = RecordSink([small, large], scheduler)
+    sink.emit([record("logs", n) for n in range(5)])
+    assert sink.pending == {"fake[0]": 2, "large[1]": 4}
+    assert sink.dropped == {"fake[0]": 3, "large[1]": 1}
+    assert sink.capacity("logs") == 2 and sink.capacity("other") == 0
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("batch_size", 0, "at least 1; got 0"),
+    ("max_buffered", -1, "at least 1; got -1"),
+    ("flush_interval", 0.0, "more than 0; got 0.0"),
+    ("publish_timeout", -2.0, "more than 0; got -2.0"),
+])
+def test_batching_settings_out_of_range_are_config_errors(tmp_path, key, value, expected):
+    config = PublisherConfig(plugin="file", options={"path": str(tmp_path / "x")}, **{key: value})
+    with pytest.raises(ConfigErrors) as caught:
+        build_plugin(FileLogPublisher, config, key="publishers[0]", source="agent.toml")
+    assert [error.key for error in caught.value.errors] == [f"publishers[0].{key}"]
+    assert expected in str(caught.value) and "agent.toml" in str(caught.value)
+    with pytest.raises(ValueError, match=key):
+        RecordSink([FileLogPublisher(config, FileOptions(path=str(tmp_path / "x")))], Scheduler(1))
+
+
+# --- Opening ---------------------------------------------------------------------------------------------
+
+
+STREAMS = [StreamDefinition("logs", "1", (Attribute("n", AttributeType.INT),)),
+           StreamDefinition("health", "1", (Attribute("n", AttributeType.INT),))]
+
+
+def test_a_publisher_is_opened_with_its_streams_before_its_first_batch_and_only_then(scheduler):
+    logs, both = Sink(["logs"]), Sink(plugin="both")
+    sink = RecordSink([logs, both], scheduler, streams=STREAMS)
+    sink.flush()
+    assert logs.opens == both.opens == []  # nothing to deliver: not opened yet
+    sink.emit([record("logs", 1)])
+    sink.flush()
+    sink.emit([record("health", 2)])
+    sink.flush()
+    assert logs.opens == [["logs"]] and both.opens == [["logs", "health"]]
+    assert logs.streams["logs"] is STREAMS[0]
+
+
+@pytest.mark.parametrize("failure", ["raises", "accepts none"])
+def test_a_publisher_is_opened_again_before_the_batch_after_a_failed_one(scheduler, failure):
+    target = Sink(["logs"])
+    sink = RecordSink([target], scheduler, streams=STREAMS)
+    sink.emit([record("logs", 1)])
+    sink.flush()
+    if failure == "raises":
+        target.down = True
+    else:
+        target.takes = 0
+    sink.emit([record("logs", 2)])
+    sink.flush()
+    assert len(target.opens) == 1
+    target.down, target.takes = False, None
+    sink.flush()
+    assert len(target.opens) == 2 and numbers(target.accepted) == [1, 2]
+    sink.emit([record("logs", 3)])
+    sink.flush()
+    assert len(target.opens) == 2
+
+
+def test_a_failing_open_keeps_the_records_and_is_tried_again(scheduler, caplog):
+    target = Sink(["logs"])
+    refusals = [LogPublishError("fake", "cannot define the stream")]
+
+    def open_or_fail(streams, *, timeout=None):
+        if refusals:
+            raise refusals.pop()
+        Sink.open(target, streams, timeout=timeout)
+
+    target.open = open_or_fail
+    sink = RecordSink([target], scheduler, streams=STREAMS)
+    sink.emit([record("logs", 1)])
+    sink.flush()
+    assert target.attempts == 0 and sink.pending == {"fake[0]": 1}
+    assert len(warnings(caplog, "cannot define the stream")) == 1
+    sink.flush()
+    assert target.opens == [["logs"]] and numbers(target.accepted) == [1]

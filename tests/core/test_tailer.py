@@ -30,11 +30,13 @@ class Sink:
         self.batches = 0
         self._cond = threading.Condition()
 
-    def emit(self, records: Sequence[LogRecord]) -> None:
+    def emit(self, records: Sequence[LogRecord], *, on_settled=None) -> None:
         with self._cond:
             self.records.extend(records)
             self.batches += 1
             self._cond.notify_all()
+        if on_settled is not None:
+            on_settled(True)  # delivered as soon as it is taken
 
     def lines(self) -> list[str]:
         with self._cond:
@@ -50,10 +52,10 @@ class FailingSink(Sink):
 
     failing = True
 
-    def emit(self, records: Sequence[LogRecord]) -> None:
+    def emit(self, records: Sequence[LogRecord], *, on_settled=None) -> None:
         if self.failing:
             raise RuntimeError("sink down")
-        super().emit(records)
+        super().emit(records, on_settled=on_settled)
 
 
 def append(path: Path, data: str | bytes) -> None:

@@ -1,0 +1,388 @@
+"""The log tailer: follows log files and hands each appended line to the record sink as a record.
+
+The core owns reading files (offsets, rotation, truncation); log publishers only ever see records. The
+tailer has no thread of its own: :meth:`LogTailer.poll` does one round of reading and is run periodically
+by the agent's :class:`~pca_core.runtime.scheduler.Scheduler`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from pca_core.api.log_publisher import LogRecord
+from pca_core.telemetry.tailer.follow import Emitted, FileSet, FollowedFile
+from pca_core.telemetry.tailer.lines import split_lines
+from pca_core.telemetry.tailer.positions import HEAD_BYTES, load_positions, save_positions
+from pca_core.telemetry.tailer.reporting import ErrorLog
+
+if TYPE_CHECKING:
+    from pca_core.runtime.scheduler import Scheduler, Task
+
+__all__ = ["LogTailer", "RecordEmitter"]
+
+_log = logging.getLogger("pca_core.telemetry.tailer")
+
+_READ_PIECE = 256 * 1024  # one pread never allocates more than this
+
+EMIT_GROUP = 100
+"""Lines per ``emit`` call at most. The sink settles a call as a whole, so this bounds how many lines a
+crash may deliver twice per file beyond those no publisher accepted."""
+
+
+class RecordEmitter(Protocol):
+    """Where the tailer sends its records; :class:`pca_core.telemetry.records.RecordSink` is one.
+
+    ``emit`` must not block. It may raise; the tailer then keeps its position and reads the same lines
+    again on its next poll. It calls ``on_settled`` once, when every record of the call was accepted by
+    every publisher (``True``) or at least one was dropped (``False``): only then do the lines count as
+    delivered.
+    """
+
+    def emit(self, records: Sequence[LogRecord], *,
+             on_settled: Callable[[bool], object] | None = None) -> None:
+        """Accepts ``records`` for delivery to the publishers."""
+
+
+class LogTailer:
+    """Follows log files and emits one ``logs`` record per complete line appended to them, at least once.
+
+    Each record has the fields ``line`` (the line without its line ending, decoded as UTF-8 with invalid
+    bytes replaced), ``path`` (the configured path, or for a glob pattern the name the file was found
+    under) and every entry of ``fields``.
+
+    What it does for the user:
+
+    - Paths may be glob patterns; files that appear later are found on a later poll and read from their
+      start.
+    - Files are identified by (device, inode). After a rotation by rename, the old file is read to its end
+      before the new one is read from its start; the old descriptor stays open for one more poll to catch
+      late writes, then is closed once its lines were delivered. A file that shrinks below the read
+      offset (copytruncate) is read again from 0. Deleted files are read to their end and closed; missing
+      files are waited for.
+    - A partial last line is kept until its newline arrives. A line longer than ``max_line_bytes`` is cut
+      into pieces of at most that size (at a UTF-8 character boundary where possible).
+    - At most ``read_chunk`` bytes are read per file per poll, so one busy file cannot starve the others.
+    - **At least once.** A line counts as delivered only once the sink says every publisher accepted it.
+      With a ``position_file`` the offset after the last delivered line of each file is saved atomically
+      after every poll that advanced it, and on :meth:`close` (and after it, as late acknowledgements
+      arrive), so a restarted agent resumes there: lines written while it was down are read, lines
+      handed to the sink but not delivered are read again (a publisher may then receive some twice),
+      none is lost. A rotation that happened meanwhile is followed when the rotated file is still in
+      the same directory under a name that starts with the original one (``app.log.1``,
+      ``app.log-20240101``).
+    - **Bounded.** At most ``max_unsettled`` lines are handed to the sink and not yet settled; beyond
+      that, reading pauses and the lines wait in their files (a publisher that is down fills no buffer).
+      Lines the sink dropped all the same (an overflow) are read again from the last delivered line.
+    - ``start_at_end`` applies only to files that existed when the tailer was created and whose pattern
+      was not watched before (no position file, or a pattern new to it): True skips their existing
+      content, like ``tail -f``, False reads them from the start.
+    - One open descriptor per followed file (plus rotated files until their lines are delivered), no
+      thread per file. An error reading a file is logged once per file and kind, not once per poll.
+
+    Copytruncate can lose the lines written between the copy and the truncation, and lines that push the
+    truncated file past the old offset before the next poll; prefer rotation by rename.
+
+    Args:
+        paths: file paths or glob patterns to follow.
+        sink: receives the records and says when they were delivered.
+        position_file: where positions are kept across restarts; None keeps them in memory only.
+        max_line_bytes: the longest line emitted in one piece, in bytes.
+        read_chunk: the most bytes read from one file in one poll.
+        max_unsettled: the most lines handed to the sink and not yet settled.
+        start_at_end: whether files that exist before the first run start at their end.
+        fields: extra fields for every record, e.g. the member's identity.
+        clock: the source of record timestamps, seconds since the epoch.
+
+    Raises:
+        ValueError: ``max_line_bytes``, ``read_chunk`` or ``max_unsettled`` is less than 1.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        sink: RecordEmitter,
+        *,
+        position_file: Path | None = None,
+        max_line_bytes: int = 65536,
+        read_chunk: int = 1 << 20,
+        max_unsettled: int = 5000,
+        start_at_end: bool = True,
+        fields: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_line_bytes < 1 or read_chunk < 1 or max_unsettled < 1:
+            raise ValueError(f"max_line_bytes, read_chunk and max_unsettled must be at least 1, got "
+                             f"{max_line_bytes}, {read_chunk} and {max_unsettled}")
+        self._sink = sink
+        self._position_file = Path(position_file) if position_file is not None else None
+        self._max_line = max_line_bytes
+        self._read_chunk = read_chunk
+        self._max_unsettled = max_unsettled
+        self._fields = dict(fields or {})
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._errors = ErrorLog()
+        saved, known = load_positions(self._position_file) if self._position_file is not None else ({}, None)
+        self._files = FileSet(tuple(dict.fromkeys(os.fspath(p) for p in paths)), self._errors, saved=saved,
+                              known_patterns=known or frozenset(), start_at_end=start_at_end,
+                              max_line=max_line_bytes)
+        self._files.dirty = self._position_file is not None  # the first poll records the watched patterns
+        self._unsettled = 0  # lines handed to the sink and not yet settled, in all files
+        self._polls = 0
+        self._closed = False
+        self._task: Task | None = None
+        self._emit_failing = False
+
+    # --- Public API -----------------------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Reads what was appended since the last poll and emits one record per complete line.
+
+        Returns:
+            The number of records emitted; 0 once the tailer is closed.
+        """
+        with self._lock:
+            if self._closed:
+                return 0
+            self._polls += 1
+            now = self._clock()
+            self._settle_all()
+            seen = self._files.discover(self._polls)
+            files = self._files.files
+            retiring = [f for f in files.values() if f.retiring_since is not None]
+            emitted = 0
+            blocked: set[str] = set()  # names whose rotated predecessor still has unread lines
+            for f in retiring + [files[fid] for fid in seen]:
+                if f.retiring_since is None and f.path in blocked:
+                    continue
+                result = self._read(f, now)
+                if result is None:  # the sink refused: keep every position, retry on the next poll
+                    break
+                count, read, drained = result
+                emitted += count
+                if f.retiring_since is not None:
+                    if not drained:
+                        blocked.add(f.path)
+                    elif read == 0 and self._polls > f.retiring_since:
+                        emitted += self._retire(f, now)
+            self._settle_all()
+            self._save_if_changed()
+            return emitted
+
+    def start(self, scheduler: Scheduler, interval: float = 1.0) -> Task:
+        """Polls every ``interval`` seconds on ``scheduler``'s threads; the tailer starts none of its own.
+
+        Returns:
+            The periodic task; :meth:`close` cancels it.
+
+        Raises:
+            RuntimeError: the tailer is closed or already started.
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the log tailer is closed")
+            if self._task is not None and not self._task.cancelled:
+                raise RuntimeError("the log tailer is already started")
+            self._task = scheduler.every(interval, self.poll, name="log-tailer")
+            return self._task
+
+    def close(self) -> None:
+        """Stops polling, saves the positions and closes every file. Idempotent.
+
+        Positions are not saved when the tailer never polled: the next run is then still a first run.
+        A partial last line is not emitted: with a position file it is read again after a restart. Lines
+        the sink delivers after the close (a record sink delivers what it holds when it closes) still
+        advance the saved positions.
+        """
+        task = self._task
+        if task is not None:
+            task.cancel()
+        with self._lock:  # waits for a poll in progress
+            if self._closed:
+                return
+            self._closed = True
+            self._settle_all()
+            self._save_if_changed()
+            for f in list(self._files.files.values()):
+                self._files.close_file(f, forget=False)  # kept: late acknowledgements update them
+
+    # --- Reading --------------------------------------------------------------------------------------
+
+    def _read(self, f: FollowedFile, now: float) -> tuple[int, int, bool] | None:
+        """Reads up to ``read_chunk`` bytes of ``f`` and emits its complete lines (as many as may be).
+
+        Returns:
+            (records emitted, bytes read, whether the end of the file was reached), or None when the sink
+            raised, in which case ``f`` advanced only past the lines it took before.
+        """
+        self._settle(f)
+        room = self._max_unsettled - self._unsettled
+        if room <= 0:
+            return 0, 0, False  # paused until the sink delivered some: the lines wait in the file
+        offset, pending, head = f.offset, f.pending, f.head
+        lines: list[tuple[bytes, int]] = []  # (line, the file offset just after it)
+        chunks: list[bytes] = []
+        truncated = False
+        try:
+            size = os.fstat(f.fd).st_size
+            if size < offset:
+                _log.warning("log tailer: %s was truncated (size %d, offset %d); reading it from the start",
+                             f.path, size, offset)
+                truncated = True
+                if pending:
+                    lines.append((pending, 0))  # its end went with the truncation
+                offset, pending, head = 0, b"", b""
+            budget = self._read_chunk
+            drained = size <= offset
+            while not drained and budget > 0:
+                want = min(budget, _READ_PIECE)
+                data = os.pread(f.fd, want, offset)
+                chunks.append(data)
+                offset += len(data)
+                budget -= len(data)
+                drained = len(data) < want
+            if len(head) < HEAD_BYTES and offset > len(head):
+                head = os.pread(f.fd, HEAD_BYTES, 0)
+        except OSError as exc:
+            self._errors.report(f.path, "read", exc)
+            if f.retiring_since is not None:  # a broken rotated file must not hold up its successor
+                self._forget_unsettled(f)
+                self._files.close_file(f)
+            return 0, 0, False
+        self._errors.recovered(f.path)
+        read = sum(map(len, chunks))
+        buf = pending + b"".join(chunks)
+        base = offset - len(buf)  # the file offset where buf starts
+        complete, rest = split_lines(buf, self._max_line)
+        lines += [(line, base + end) for line, end in complete]
+        pending = buf[rest:]
+        if len(lines) > room:  # the rest is read again once the sink caught up
+            lines = lines[:room]
+            offset, pending, drained = lines[-1][1], b"", False
+        if truncated:  # what was on its way from the old content is gone from the file either way
+            self._forget_unsettled(f)
+            f.acked = 0
+            self._files.dirty = True
+        handed = self._emit(f, lines, now)
+        refused = handed < len(lines)
+        if refused:  # what the sink took counts; the rest is read again on a later poll
+            if not handed:
+                return None
+            lines = lines[:handed]
+            offset, pending = lines[-1][1], b""
+        if read or offset != f.offset:
+            self._files.dirty = True
+        f.offset, f.pending, f.head = offset, pending, head
+        return None if refused else (len(lines), read, drained)
+
+    def _emit(self, f: FollowedFile, lines: list[tuple[bytes, int]], now: float) -> int:
+        """Hands ``lines`` of ``f`` to the sink, :data:`EMIT_GROUP` at a time.
+
+        Returns:
+            How many were handed over before the sink refused (all of them when it did not).
+        """
+        handed = 0
+        while handed < len(lines):
+            group = lines[handed:handed + EMIT_GROUP]
+            emitted = Emitted(group[-1][1], len(group))
+            records = [self._record(f, line, now) for line, _ in group]
+            try:
+                self._sink.emit(records, on_settled=functools.partial(self._on_settled, emitted))
+            except Exception:
+                if not self._emit_failing:
+                    _log.exception("log tailer: the record sink refused %d records; retrying on later polls",
+                                   len(records))
+                self._emit_failing = True
+                return handed
+            f.unsettled.append(emitted)
+            self._unsettled += emitted.count
+            handed += len(group)
+        if self._emit_failing and lines:
+            _log.info("log tailer: the record sink accepts records again")
+            self._emit_failing = False
+        return handed
+
+    def _record(self, f: FollowedFile, line: bytes, now: float) -> LogRecord:
+        return LogRecord("logs", now, {"line": line.decode("utf-8", errors="replace"), "path": f.path,
+                                       **self._fields})
+
+    def _retire(self, f: FollowedFile, now: float) -> int:
+        """Finishes a rotated or removed file read to its end; closes it once every line was delivered.
+
+        Its unfinished last line is emitted first.
+
+        Returns:
+            The number of records emitted.
+        """
+        emitted = 0
+        if f.pending:
+            if not self._emit(f, [(f.pending, f.offset)], now):
+                return 0
+            f.pending = b""
+            emitted = 1
+            self._settle(f)
+        if not f.unsettled:
+            self._files.close_file(f)
+            _log.debug("log tailer: done with the rotated or removed file %s", f.path)
+        return emitted
+
+    # --- Delivery -------------------------------------------------------------------------------------
+
+    def _on_settled(self, emitted: Emitted, delivered: bool) -> None:
+        """The sink's callback: records the outcome, applied by the next poll (or now, once closed)."""
+        emitted.outcome = delivered
+        if self._closed:  # no poll will come: the late acknowledgement updates the saved positions itself
+            with self._lock:
+                self._settle_all()
+                self._save_if_changed()
+
+    def _settle_all(self) -> None:
+        for f in list(self._files.files.values()):
+            self._settle(f)
+
+    def _settle(self, f: FollowedFile) -> None:
+        """Advances ``f``'s delivered offset past the lines the sink settled, oldest first.
+
+        Lines that were dropped are read again from the last delivered line (the lines after them, still
+        on their way, may then arrive twice).
+        """
+        while f.unsettled and f.unsettled[0].outcome is not None:
+            first = f.unsettled[0]
+            if not first.outcome:
+                self._forget_unsettled(f)
+                if not self._closed:
+                    _log.info("log tailer: lines of %s were dropped before delivery; reading them again from "
+                              "offset %d", f.path, f.acked)
+                    f.offset, f.pending = f.acked, b""
+                return
+            f.unsettled.popleft()
+            self._unsettled -= first.count
+            f.acked = first.end
+            self._files.dirty = True
+
+    def _forget_unsettled(self, f: FollowedFile) -> None:
+        """Stops waiting for the sink's word on ``f``'s lines on their way."""
+        self._unsettled -= sum(emitted.count for emitted in f.unsettled)
+        f.unsettled.clear()
+
+    # --- Positions ------------------------------------------------------------------------------------
+
+    def _save_if_changed(self) -> None:
+        """Writes the position file when something in it changed (never before the first poll)."""
+        path = self._position_file
+        if path is None or not self._files.dirty or not self._polls:
+            return
+        try:
+            save_positions(path, self._files.patterns, self._files.positions())
+        except OSError as exc:
+            self._errors.report(str(path), "save positions to", exc)
+            return
+        self._errors.recovered(str(path))
+        self._files.dirty = False
