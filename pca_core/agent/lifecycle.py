@@ -21,39 +21,31 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import socket
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pca_core.agent.artifacts import ArtifactManager, ArtifactUpdate
+from pca_core.agent.commands import control_commands
 from pca_core.agent.control import ControlServer
 from pca_core.agent.extensions import ExtensionRunner, extension_values
-from pca_core.agent.health import HealthSampler
+from pca_core.agent.lane import Lane
 from pca_core.agent.outbox import Outbox
-from pca_core.api.errors import ArtifactSyncError, PcaError
+from pca_core.agent.ports import PortWatcher
+from pca_core.agent.telemetry import Telemetry
+from pca_core.api.errors import ArtifactSyncError
 from pca_core.api.event_handler import HandlerContext
 from pca_core.api.secrets import without_password
 from pca_core.api.transport import ConnectionState, Message
 from pca_core.runtime.runtime import Runtime
-from pca_core.runtime.scheduler import Scheduler, Task
 from pca_core.stratos import events
 from pca_core.stratos.events import MemberStatus
 from pca_core.stratos.signups import DomainMappingChange, DomainMappingRemoved
 from pca_core.stratos.status import status_event
 from pca_core.stratos.topics import AGENT_SUBSCRIPTIONS
 from pca_core.stratos.topology import MemberRemoved, MemberStatusChanged, TopologyChange
-from pca_core.telemetry.records import RecordSink
-from pca_core.telemetry.streams import LOGS, core_streams, log_fields
-from pca_core.telemetry.tailer import LogTailer
 
 _log = logging.getLogger(__name__)
-
-PORT_CHECK_INTERVAL = 2.0  # seconds between port checks while activating
-LANE_LIMIT = 10_000  # lifecycle jobs waiting at most; beyond, member extensions are dropped (logged)
 
 # The extension a member status change runs (the PCA's names), for members that already existed.
 MEMBER_EXTENSIONS = {
@@ -77,40 +69,6 @@ class Phase(enum.StrEnum):
     READY_TO_SHUTDOWN = "ready to shut down"
 
 
-class _Lane:
-    """Runs posted jobs one at a time, in order, on the scheduler's workers."""
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self._scheduler = scheduler
-        self._jobs: deque[tuple[str, Callable[[], object]]] = deque()
-        self._lock = threading.Lock()
-        self._running = False
-
-    def post(self, name: str, job: Callable[[], object], *, essential: bool = True) -> None:
-        with self._lock:
-            if not essential and len(self._jobs) >= LANE_LIMIT:
-                _log.warning("lifecycle lane full: %s dropped", name)
-                return
-            self._jobs.append((name, job))
-            if self._running:
-                return
-            self._running = True
-        # call_later, not submit: it never raises SchedulerBusy; the timer queues it when there is room.
-        self._scheduler.call_later(0, self._drain, name="lifecycle")
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                if not self._jobs:
-                    self._running = False
-                    return
-                name, job = self._jobs.popleft()
-            try:
-                job()
-            except Exception:
-                _log.exception("lifecycle step %s failed", name)
-
-
 class Agent:
     """The Stratos lifecycle of this instance, driven by the control plane's events.
 
@@ -127,7 +85,7 @@ class Agent:
         self.identity = self.config.identity
         self.state = runtime.state
         self.stop_event = stop
-        self._lane = _Lane(runtime.scheduler)
+        self._lane = Lane(runtime.scheduler)
         repo = runtime.artifact_repo
         self.artifacts = ArtifactManager(self.config, repo, runtime.scheduler, post=self._lane.post,
                                          on_update=self._on_artifact_update) if repo is not None else None
@@ -135,20 +93,17 @@ class Agent:
         state_dir = Path(self.config.agent.state_dir)
         self.outbox = Outbox(state_dir / "outbox.sqlite", runtime.transport, runtime.scheduler,
                              publish_timeout=self.config.transport.publish_timeout)
-        self.sink = RecordSink(runtime.publishers, runtime.scheduler, streams=core_streams(self.identity))
-        self.control = ControlServer(state_dir / "control.sock", {
-            "status": self._status, "maintenance": self._maintenance, "sync": self._sync_command})
+        self.telemetry = Telemetry(self.config, self.identity, runtime.publishers, runtime.scheduler)
+        self.control = ControlServer(state_dir / "control.sock", control_commands(self))
         context = HandlerContext(self.config.payload, logging.getLogger("pca.handler"), self.state.topology,
                                  self.state.tenants)
         extensions_dir = self.config.agent.extensions_dir
         self.extensions = ExtensionRunner(Path(extensions_dir) if extensions_dir else None,
                                           runtime.handlers, context)
         self._check_posted = False
-        self._ports_task: Task | None = None
-        self._ports_since = 0.0
-        self._ports_warned = False
-        self._periodic: list[Task] = []
-        self._tailer: LogTailer | None = None
+        self._ports = PortWatcher(runtime.scheduler, self.config.agent.listen_address, self.identity.ports,
+                                  self.config.agent.port_check_timeout,
+                                  on_open=lambda: self.post("activate", self._activate))
         self._first_activation = True
         self._tenants_announced = False
         runtime.on_message = self.on_message
@@ -163,8 +118,8 @@ class Agent:
         """
         self.outbox.open()
         self.runtime.on_stop(self.outbox.close)
-        self.sink.start()
-        self.runtime.on_stop(self.sink.close)
+        self.telemetry.sink.start()
+        self.runtime.on_stop(self.telemetry.sink.close)
         self.control.start()
         self.runtime.on_stop(self._close)
         self.state.topology.observe(self._on_topology_change)
@@ -180,8 +135,7 @@ class Agent:
         self.control.close(1.0)
         if self.artifacts is not None:
             self.artifacts.close()
-        if self._tailer is not None:
-            self._tailer.close()
+        self.telemetry.close_logs()
 
     def _set_phase(self, phase: Phase) -> None:
         if phase != self.phase:
@@ -311,12 +265,12 @@ class Agent:
             self._extension("StartServers")
         if self.identity.persistence_mapping:
             self._extension("VolumeMount", VALUE1=self.identity.persistence_mapping)
-        self._start_log_publishing()
+        self.telemetry.start_logs()
         if status == MemberStatus.ACTIVE:
             _log.info("member %s is already active: nothing to publish again", self.identity.member_id)
             self._first_activation = False
             self._set_phase(Phase.ACTIVE)
-            self._start_health()
+            self.telemetry.start_health()
         elif status in (MemberStatus.INITIALIZED, MemberStatus.STARTING, MemberStatus.IN_MAINTENANCE):
             self._first_activation = status != MemberStatus.IN_MAINTENANCE
             if self.identity.repo_url:
@@ -362,28 +316,7 @@ class Agent:
 
     def _start_activation(self) -> None:
         self._set_phase(Phase.ACTIVATING)
-        self._ports_since = time.monotonic()
-        self._ports_warned = False
-        if self._ports_task is None:
-            self._ports_task = self.runtime.scheduler.every(PORT_CHECK_INTERVAL, self._check_ports,
-                                                            name="port check", initial_delay=0)
-
-    def _check_ports(self) -> None:
-        """Scheduler task: activates once every port accepts connections, however long that takes."""
-        if self.phase is not Phase.ACTIVATING:
-            return
-        closed = [p for p in self.identity.ports if not _port_open(self.config.agent.listen_address, p)]
-        if not closed:
-            if self._ports_task is not None:
-                self._ports_task.cancel()
-                self._ports_task = None
-            self._lane.post("activate", self._activate)
-            return
-        waited = time.monotonic() - self._ports_since
-        if waited >= self.config.agent.port_check_timeout and not self._ports_warned:
-            self._ports_warned = True
-            _log.warning("ports %s on %s not open after %.0f s; still checking", closed,
-                         self.config.agent.listen_address, waited)
+        self._ports.start()  # activates once the application's ports accept connections
 
     def _activate(self) -> None:
         if self.phase is not Phase.ACTIVATING:
@@ -392,7 +325,7 @@ class Agent:
         self._first_activation = False
         self._set_phase(Phase.ACTIVE)
         self._extension("InstanceActivatedEvent")
-        self._start_health()
+        self.telemetry.start_health()
 
     def _cleanup(self) -> None:
         if self.phase is Phase.READY_TO_SHUTDOWN:
@@ -406,31 +339,14 @@ class Agent:
         self._publish(events.InstanceReadyToShutdownEvent)
         self._set_phase(Phase.READY_TO_SHUTDOWN)
 
-    # --- Control commands (control thread: they post work and answer at once) ----------------------------
+    # --- Operator requests (lane): posted by the control commands (pca_core.agent.commands) ------------
 
-    def _status(self, _arguments: dict[str, Any]) -> dict[str, Any]:
-        transport = self.runtime.transport
-        return {
-            "phase": str(self.phase),
-            "member_id": self.identity.member_id,
-            "member_status": self.state.topology.member_status(self.identity.member_id or ""),
-            "transport": transport.state.value if transport is not None else None,
-            "outbox_depth": self.outbox.depth,
-            "artifact_revision": self.artifacts.revision if self.artifacts is not None else None,
-        }
+    def post(self, name: str, job: Callable[[], object]) -> None:
+        """Runs ``job`` on the lifecycle's lane, after the steps already posted."""
+        self._lane.post(name, job)
 
-    def _maintenance(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        mode = arguments.get("mode")
-        if mode == "on":
-            stop = bool(arguments.get("stop"))
-            self._lane.post("maintenance on", lambda: self._maintenance_on(stop))
-        elif mode == "off":
-            self._lane.post("maintenance off", self._maintenance_off)
-        else:
-            raise PcaError(f"maintenance: expected mode 'on' or 'off', got {mode!r}")
-        return {"phase": str(self.phase), "requested": f"maintenance {mode}"}
-
-    def _maintenance_on(self, stop: bool) -> None:
+    def maintenance_on(self, stop: bool) -> None:
+        """Takes an active (or activating) member out of service; with ``stop``, then stops the agent."""
         if self.phase in (Phase.ACTIVE, Phase.ACTIVATING):
             self._stop_periodic()
             self._publish(events.InstanceMaintenanceModeEvent)
@@ -441,22 +357,18 @@ class Agent:
             _log.info("maintenance on --stop: shutting down")
             self.stop_event.set()
 
-    def _maintenance_off(self) -> None:
+    def maintenance_off(self) -> None:
+        """Returns a member in maintenance to service, through the port check."""
         if self.phase is not Phase.MAINTENANCE:
             _log.warning("maintenance off: the agent is %s, not in maintenance", self.phase)
             return
         self._start_activation()
 
-    def _sync_command(self, _arguments: dict[str, Any]) -> dict[str, Any]:
-        if self.artifacts is None or not self.artifacts.known:
-            raise PcaError("no artifact repository is known yet")
-        self._lane.post("sync", self._sync)
-        return {"requested": "sync"}
-
-    def _sync(self) -> None:
+    def sync(self) -> None:
+        """Syncs every known artifact repository now, announcing those that changed."""
         assert self.artifacts is not None
         try:
-            self.artifacts.sync_all()  # announces the repositories that changed
+            self.artifacts.sync_all()
         except ArtifactSyncError as exc:
             _log.error("%s", exc)
 
@@ -480,37 +392,6 @@ class Agent:
         values = extension_values(event, self.config, self.state.topology, mb_ip=mb_ip, extra=extra)
         return self.extensions.run(event, values)
 
-    def _start_health(self) -> None:
-        health = self.config.health
-        if not health.enabled or not any("health" in p.config.streams for p in self.runtime.publishers):
-            return
-        sampler = HealthSampler(self.identity, self.sink)
-        self._periodic.append(sampler.start(self.runtime.scheduler, health.interval))
-
-    def _start_log_publishing(self) -> None:
-        logs = self.config.logs
-        capacity = self.sink.capacity(LOGS)  # 0: no publisher receives the lines
-        if not logs.enabled or not logs.paths or self._tailer is not None or not capacity:
-            return
-        # Half the smallest buffer at most on their way, so that lines wait in their files while a
-        # publisher is down instead of pushing health records (or each other) out of its buffer.
-        self._tailer = LogTailer(logs.paths, self.sink, fields=log_fields(self.identity),
-                                 max_unsettled=max(1, capacity // 2),
-                                 position_file=Path(self.config.agent.state_dir) / "log-positions.json")
-        self._tailer.start(self.runtime.scheduler)
-
     def _stop_periodic(self) -> None:
-        for task in self._periodic:
-            task.cancel()
-        self._periodic.clear()
-        if self._ports_task is not None:
-            self._ports_task.cancel()
-            self._ports_task = None
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
+        self.telemetry.stop_health()
+        self._ports.stop()
