@@ -29,7 +29,8 @@ def wheels(tmp_path_factory):
     """Wheels of pca-core, pca-mqtt and pca-git, built from the working tree."""
     out = tmp_path_factory.mktemp("dist")
     for project in (ROOT, ROOT / "plugins" / "pca_mqtt", ROOT / "plugins" / "pca_git"):
-        subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(project)],
+        # An sdist first, and the wheel from it: nothing is built inside the source tree.
+        subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(project)],
                        check=True, capture_output=True, text=True)
     return out
 
