@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 
 import pytest
@@ -95,6 +96,34 @@ def test_pubacks_wait_for_every_handler_and_leave_in_the_order_the_messages_came
     log = debug_broker.log().split(f"as {client_id}")[-1]  # the second connection
     sent = [text for text in packets(log, client_id, "Sending PUBLISH") if "'pca/acks/" in text]
     assert mids(packets(log, client_id, "Received PUBACK")) == mids(sent)
+
+
+def test_ack_returns_at_once_while_the_network_thread_is_busy_and_the_puback_follows(debug_broker,
+                                                                                      make_mqtt):
+    client_id = f"pca-busy-{uuid.uuid4().hex[:8]}"
+    subscriber = session(make_mqtt, debug_broker, client_id)
+    received, release = Inbox(ack=False), threading.Event()
+
+    def handler(message):
+        received(message)
+        if message.payload == b"blocks":
+            release.wait(WAIT)  # holds the network thread, as a slow handler called on it would
+
+    subscriber.subscribe("pca/busy", handler)
+    subscriber.connect(timeout=WAIT)
+    publisher = make_mqtt(debug_broker.url)
+    publisher.connect(timeout=WAIT)
+    publisher.publish("pca/busy", b"first")
+    publisher.publish("pca/busy", b"blocks")
+    assert received.wait_for(lambda messages: len(messages) == 2, WAIT)
+    acknowledging = threading.Thread(target=received.messages[0].ack)
+    acknowledging.start()
+    acknowledging.join(WAIT)
+    busy = acknowledging.is_alive()
+    release.set()
+    assert not busy, "Message.ack() waited for the network thread"
+    received.messages[1].ack()
+    assert wait_until(lambda: len(packets(debug_broker.log(), client_id, "Received PUBACK")) == 2, WAIT)
 
 
 def test_a_clean_session_acknowledges_on_receipt(debug_broker, make_mqtt):

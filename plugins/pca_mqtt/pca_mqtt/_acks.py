@@ -46,9 +46,6 @@ class AckQueue:
         self._wake = wake
         self._owed: deque[_Delivery] = deque()
 
-    def __len__(self) -> int:
-        return len(self._owed)
-
     def track(self, mid: int, qos: int) -> Callable[[], None]:
         """Records a message just read; returns the settle function for its :class:`Message`."""
         delivery = _Delivery(mid, qos, self._wake)

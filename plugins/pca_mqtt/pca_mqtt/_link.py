@@ -174,16 +174,6 @@ class Link:
                 _log.debug("mqtt: the network thread is still finishing a connection attempt")
         return True
 
-    def await_publish(self, info: mqtt.MQTTMessageInfo, timeout: float) -> bool:
-        """Waits for a PUBACK on the thread that has to read it: a handler publishing at QoS 1."""
-        deadline = time.monotonic() + timeout
-        while not info.is_published() and self.client.socket() is not None and not self._closing:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self.pump.step(min(left, _STEP), hand_over=False)  # what is read meanwhile waits its turn
-        return info.is_published()
-
     # -- the network thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from pca_mqtt._routing import Received
 
 BATCH = 256
 """Messages read back to back before they are handed to the handlers (see :meth:`Pump.step`)."""
+_AWAIT_STEP = 0.1  # seconds of one step while a handler waits for its PUBACK (bounds how late close is seen)
 
 
 class Pump:
@@ -116,10 +118,18 @@ class Pump:
                 return rc
         return client.loop_misc()
 
-    def hand_over_now(self) -> None:
-        """Hands over what was read and kept (see ``hand_over`` of :meth:`step`)."""
-        if self._inbox:
-            self._hand_over()
+    def await_publish(self, info: mqtt.MQTTMessageInfo, timeout: float, give_up: Callable[[], bool]) -> bool:
+        """Steps until the broker acknowledged ``info``: for a handler publishing at QoS 1, on this thread.
+
+        What is read meanwhile waits for the next hand-over, so that the handler is not called again.
+        """
+        deadline = time.monotonic() + timeout
+        while not info.is_published() and self._client.socket() is not None and not give_up():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.step(min(left, _AWAIT_STEP), hand_over=False)
+        return info.is_published()
 
     def forget_connection(self) -> None:
         """On a new connection: what the previous one owed is not sent (see :meth:`AckQueue.reset`)."""

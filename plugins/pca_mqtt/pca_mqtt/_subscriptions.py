@@ -54,11 +54,6 @@ class Subscriptions:
         # packet id of the UNSUBSCRIBE sent on this connection (None: not sent yet).
         self._stale: dict[str, int | None] = {}
 
-    @property
-    def all(self) -> tuple[Subscription, ...]:
-        """The current subscriptions."""
-        return self._router.routes.subscriptions
-
     def add(self, subscription: Subscription) -> SubAck | None:
         """Adds a subscription; sends its SUBSCRIBE when connected, and returns what waits for the SUBACK."""
         with self._lock:

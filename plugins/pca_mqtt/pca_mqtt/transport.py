@@ -127,7 +127,7 @@ class MqttTransport(Transport):
         wait = self.config.publish_timeout if timeout is None else timeout
         try:
             if link.on_network_thread():
-                published = link.await_publish(info, wait)
+                published = link.pump.await_publish(info, wait, lambda: link.closing)
             else:
                 info.wait_for_publish(wait)
                 published = info.is_published()
