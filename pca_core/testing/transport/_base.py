@@ -170,19 +170,25 @@ class ConformanceBase:
         return transport
 
     def await_subscription(self, publisher: Transport, topic: str, *inboxes: Inbox) -> None:
-        """Publishes probes on ``topic`` until every inbox has received one.
+        """Publishes probes on ``topic`` until every inbox has received one of this call's.
 
         A broker may register a subscription some time after ``subscribe`` returned; this waits for it
-        by a round trip instead of sleeping. Probe payloads start with ``PROBE``; see :meth:`real`.
+        by a round trip instead of sleeping. Probe payloads start with ``PROBE``; see :meth:`real`. Only
+        a probe of this call counts, so that one received before a broker restart proves nothing about
+        the subscription after it.
         """
         counter = itertools.count()
+        mine = PROBE + uuid.uuid4().hex[:12].encode() + b":"
+
+        def arrived(messages: list[Message]) -> bool:
+            return any(m.payload.startswith(mine) for m in messages)
 
         def probe_arrived() -> bool:
             try:
-                publisher.publish(topic, PROBE + str(next(counter)).encode(), qos=self.qos)
+                publisher.publish(topic, mine + str(next(counter)).encode(), qos=self.qos)
             except TransportError:
                 return False
-            return all(inbox.wait_for(_has_probe, 0.25) for inbox in inboxes)
+            return all(inbox.wait_for(arrived, 0.25) for inbox in inboxes)
 
         assert wait_until(probe_arrived, self.wait_timeout, interval=0.05), (
             f"no probe published on {topic!r} reached every subscriber within {self.wait_timeout} s")
@@ -243,10 +249,6 @@ def _run_bounded(call: Callable[[], object], limit: float) -> BaseException | No
     thread.start()
     thread.join(limit)
     return outcome[0] if outcome else _StillRunning()
-
-
-def _has_probe(messages: list[Message]) -> bool:
-    return any(m.payload.startswith(PROBE) for m in messages)
 
 
 def fixture_value(request: pytest.FixtureRequest, name: str, default: _R) -> _R:
