@@ -8,9 +8,14 @@ away, and the clock runs from the subscriber's connect to its 50,000th message:
 
 - raw: a paho client (``loop_start()``) whose ``on_message`` counts;
 - pca: ``MqttTransport`` with the subscription wrapped by ``Dispatcher.wrap``, as the agent's runtime does,
-  so each message crosses to the dispatcher thread, where the handler counts.
+  so each message crosses to the dispatcher thread, where the handler counts. With its persistent session
+  it acknowledges after handling: the dispatcher acks each message once the handler ran, and the PUBACK
+  leaves then (in arrival order);
+- pca, PUBACK on receipt: the same, with paho acknowledging each message as it arrives instead (switched
+  through the transport's internals; no configuration does this with a persistent session). The
+  difference is what acknowledging after handling costs.
 
-Both subscribe at QoS 1 (PUBACK per message). Each figure is the best of several rounds. After its timed
+All subscribe at QoS 1 (PUBACK per message). Each figure is the best of several rounds. After its timed
 drain the pca transport stays connected for a live burst of another 50,000 messages, to count threads:
 ``threads_before`` is taken once it is connected and idle, ``threads_after`` once the live burst was
 handled (goal: equal).
@@ -132,7 +137,8 @@ def raw_round(port: int, messages: int) -> float:
     return elapsed
 
 
-def pca_round(port: int, messages: int, threads: dict[str, int] | None) -> float:
+def pca_round(port: int, messages: int, threads: dict[str, int] | None, *,
+              ack_on_receipt: bool = False) -> float:
     """Seconds pca-mqtt plus the dispatcher take to drain a burst; fills ``threads`` if given."""
     client_id = f"bench-pca-{uuid.uuid4().hex[:8]}"
     create_session(port, client_id)
@@ -142,6 +148,9 @@ def pca_round(port: int, messages: int, threads: dict[str, int] | None) -> float
     dispatcher.start()
     config = TransportConfig(urls=(f"mqtt://127.0.0.1:{port}",), client_id=client_id)
     transport = MqttTransport(config, MqttOptions(persistent_session=True))
+    if ack_on_receipt:  # the counterfactual: paho's PUBACK on receipt, through the transport's internals
+        transport._link.client.manual_ack_set(False)
+        transport._link.pump._manual_ack = False
 
     def handle(message: Message) -> None:
         counter.add(message)
@@ -175,20 +184,24 @@ def main() -> int:
     broker = Mosquitto(extra=("max_queued_messages 0",))  # keep the whole burst for the absent subscriber
     broker.start()
     try:
-        raw, pca = [], []
+        raw, pca, on_receipt = [], [], []
         threads: dict[str, int] = {}
         for round_ in range(args.rounds):
             raw.append(raw_round(broker.port, args.messages))
             pca.append(pca_round(broker.port, args.messages, threads if round_ == args.rounds - 1 else None))
+            on_receipt.append(pca_round(broker.port, args.messages, None, ack_on_receipt=True))
     finally:
         broker.stop()
     raw_rate, pca_rate = args.messages / min(raw), args.messages / min(pca)
+    on_receipt_rate = args.messages / min(on_receipt)
     figures = {
         "messages": args.messages,
         "payload_bytes": len(PAYLOAD),
         "raw_msgs_per_s": round(raw_rate),
         "pca_msgs_per_s": round(pca_rate),
         "ratio_pca_vs_raw": round(pca_rate / raw_rate, 3),
+        "pca_ack_on_receipt_msgs_per_s": round(on_receipt_rate),
+        "ratio_ack_after_handling_vs_on_receipt": round(pca_rate / on_receipt_rate, 3),
         "threads_before": threads["before"],
         "threads_after": threads["after"],
     }
@@ -199,6 +212,8 @@ def main() -> int:
     print(f"  raw paho subscriber          {figures['raw_msgs_per_s']:>9,} msgs/s")
     print(f"  pca-mqtt into the dispatcher {figures['pca_msgs_per_s']:>9,} msgs/s   "
           f"{figures['ratio_pca_vs_raw']:.3f}x raw (goal >= 0.8)")
+    print(f"  the same, PUBACK on receipt  {figures['pca_ack_on_receipt_msgs_per_s']:>9,} msgs/s   "
+          f"acknowledging after handling: {figures['ratio_ack_after_handling_vs_on_receipt']:.3f}x of it")
     print(f"  threads (pca run)            {figures['threads_before']} before a live burst, "
           f"{figures['threads_after']} after (goal: equal)")
     return 0

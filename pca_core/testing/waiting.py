@@ -75,8 +75,9 @@ class Inbox(_Log[Message]):
     It only appends under a short lock, so it may be called from any thread, a network thread included.
 
     Args:
-        ack: acknowledge each message once recorded, as the core's dispatcher does after handling; False
-            leaves that to the test (:meth:`Message.ack`).
+        ack: acknowledge each message, as the core's dispatcher does after handling, before it is
+            recorded, so a test that saw it may close the transport at once; False leaves that to the test
+            (:meth:`Message.ack`).
     """
 
     def __init__(self, *, ack: bool = True) -> None:
@@ -84,10 +85,12 @@ class Inbox(_Log[Message]):
         self._ack = ack
 
     def __call__(self, message: Message) -> None:
-        """Records ``message``, then acknowledges it (unless the inbox was made with ``ack=False``)."""
-        self._add(message)
-        if self._ack:
-            message.ack()
+        """Acknowledges ``message`` (unless the inbox was made with ``ack=False``), then records it."""
+        try:
+            if self._ack:
+                message.ack()
+        finally:
+            self._add(message)
 
     @property
     def messages(self) -> list[Message]:

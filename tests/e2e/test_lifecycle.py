@@ -21,7 +21,7 @@ import pytest
 from pca_core.agent import control
 from pca_core.agent.lifecycle import Agent, Phase
 from pca_core.api.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
-from pca_core.api.transport import Transport
+from pca_core.api.transport import Message, Transport
 from pca_core.cli.simulator import Simulator
 from pca_core.config import ArtifactsConfig, build
 from pca_core.runtime import discovery
@@ -32,8 +32,8 @@ from pca_core.testing.memory import MemoryBroker
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_until
 
-FAST_RECONNECT = {"reconnect_delays": [0.05, 0.1, 0.2]}
-"""pca-mqtt's reconnect schedule for tests (the default starts at 2 s)."""
+FAST_RECONNECT = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.2}
+"""The reconnect delays for tests (the default schedule starts at 2 s)."""
 
 RECORDER = """#!/bin/sh
 env | grep '^STRATOS_' | sort > "$(dirname "$0")/../ran/$STRATOS_EVENT.env"
@@ -47,16 +47,18 @@ class Harness:
     """An agent with its own state dir, application port, extensions and broker.
 
     The broker is a memory bus named ``bus`` unless another is given, with the transport plugin that
-    reaches it and that plugin's options.
+    reaches it, that plugin's options and more ``[transport]`` settings.
     """
 
     def __init__(self, home: Path, bus: str | None = None, *, broker: Broker | None = None,
-                 plugin: str = "memory", options: dict | None = None, **payload: str) -> None:
+                 plugin: str = "memory", options: dict | None = None, settings: dict | None = None,
+                 **payload: str) -> None:
         self.home = home
         self.broker = broker or MemoryBroker(bus)
         self.bus = getattr(self.broker, "bus", None)
         self.plugin = plugin
         self.options = options or {}
+        self.settings = settings or {}
         self.application = socket.create_server(("127.0.0.1", 0))
         self.port = self.application.getsockname()[1]
         extensions = home / "extensions"
@@ -77,7 +79,8 @@ class Harness:
         self.agent: Agent | None = None
 
     def config(self):
-        tree = {"transport": {"plugin": self.plugin, "urls": [self.broker.url], "options": self.options},
+        tree = {"transport": {"plugin": self.plugin, "urls": [self.broker.url], "options": self.options,
+                              **self.settings},
                 "agent": {"state_dir": str(self.home / "state"), "listen_address": "127.0.0.1",
                           "extensions_dir": str(self.home / "extensions"), "shutdown_timeout": 5},
                 "payload": self.payload}
@@ -129,7 +132,7 @@ def harness(request) -> Iterator[Harness]:
         broker = Mosquitto(home / "mosquitto", extra=("persistence true",
                                                       f"persistence_location {home / 'mosquitto'}/"))
         broker.start()
-        h = Harness(home, broker=broker, plugin="mqtt", options=FAST_RECONNECT)
+        h = Harness(home, broker=broker, plugin="mqtt", settings=FAST_RECONNECT)
     yield h
     h.shutdown()
     h.application.close()
@@ -208,9 +211,17 @@ class HandDriven:
         self.transport = h.transport(persistent=True)
         self.received: list[str] = []
         self.stack = stack
-        self.transport.subscribe("instance/status/#", lambda m: self.received.append(m.topic.split("/")[-1]))
-        self.transport.subscribe("initializer/CompleteTopologyRequestEvent", lambda m: self.send(snapshot(
-            self.stack)))
+        self.transport.subscribe("instance/status/#", self.record)
+        self.transport.subscribe("initializer/CompleteTopologyRequestEvent", self.answer)
+
+    def record(self, message: Message) -> None:
+        # Handled here, not by a dispatcher, so acknowledged here: else a persistent session redelivers it.
+        self.received.append(message.topic.split("/")[-1])
+        message.ack()
+
+    def answer(self, message: Message) -> None:
+        self.send(snapshot(self.stack))
+        message.ack()
 
     def send(self, event: events.Event) -> None:
         threading.Thread(target=self.transport.publish, args=(event.TOPIC, events.encode(event))).start()

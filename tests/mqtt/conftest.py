@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from pca_mqtt import MqttOptions, MqttTransport
 
-from pca_core.config import TlsConfig, TransportConfig
+from pca_core import TlsConfig, TransportConfig
 from pca_core.testing import build_plugin
 from tests.support.certs import TestCA
 from tests.support.mosquitto import Mosquitto
 
-FAST = {"reconnect_delays": (0.05, 0.1, 0.2), "jitter": 0.1}
-"""Reconnect options that keep tests short (the default schedule starts at 2 s)."""
+FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.2}
+"""Reconnect delays that keep tests short (the default schedule starts at 2 s)."""
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +57,8 @@ def make_mqtt():
     option_names = set(MqttOptions.__struct_fields__)
 
     def make(*urls: str, tls: TlsConfig | None = None, **settings) -> MqttTransport:
-        options = {**FAST, **{k: v for k, v in settings.items() if k in option_names}}
+        settings = {**FAST, **settings}
+        options = {k: v for k, v in settings.items() if k in option_names}
         settings_of_config = {k: v for k, v in settings.items() if k not in option_names}
         config = TransportConfig(urls=urls, tls=tls, options=options, **settings_of_config)
         transport = build_plugin(MqttTransport, config, key="transport")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from pca_core.testing import TransportConformance
@@ -13,8 +15,10 @@ class TestMqttConformance(TransportConformance):
     plugin = "mqtt"
 
     @pytest.fixture
-    def transport_options(self) -> dict:
-        return {"reconnect_delays": [0.05, 0.1, 0.2], "jitter": 0.1}
+    def redelivery_settings(self) -> dict:
+        """One client id for both subscribers, and a persistent session: the broker keeps what is unacked."""
+        return {"client_id": f"pca-conformance-{uuid.uuid4().hex[:12]}",
+                "options": {"persistent_session": True}}
 
 
 class TestMqtt5Conformance(TestMqttConformance):
@@ -22,4 +26,4 @@ class TestMqtt5Conformance(TestMqttConformance):
 
     @pytest.fixture
     def transport_options(self) -> dict:
-        return {"reconnect_delays": [0.05, 0.1, 0.2], "jitter": 0.1, "protocol": "5"}
+        return {"protocol": "5"}

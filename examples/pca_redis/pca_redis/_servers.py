@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import NoPermissionError
 from redis.retry import Retry
 
-from pca_core import Secret
+from pca_core import AuthenticationError, ConnectionFailed, Secret
 
+PLUGIN = "redis"
+GROUP = "pca.transports"
 DEFAULT_PORT = 6379
+REFUSED = (redis.AuthenticationError, NoPermissionError)
+"""What redis-py raises when a server refuses the credentials."""
+
+ConnectionFactory = Callable[["Server", float, float], redis.Connection]
+"""Makes an unconnected connection: (server, connect timeout, socket timeout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +103,46 @@ def new_connection(server: Server, *, tls_settings: Any, connect_timeout: float,
         ssl_keyfile=getattr(tls_settings, "key_file", None),
         ssl_cert_reqs="required" if verify else "none",
         ssl_check_hostname=verify)
+
+
+def open_first(servers: list[Server], deadline: float, connect_timeout: float,
+               connection: ConnectionFactory) -> tuple[int, redis.Connection]:
+    """Connects to the first server, in URL order, that answers a PING before ``deadline``.
+
+    Returns:
+        The server's index in ``servers`` and the connection.
+
+    Raises:
+        AuthenticationError: no server answered, and one refused the credentials.
+        ConnectionFailed: no server answered; the message says why for each.
+    """
+    failures: list[str] = []
+    refused: str | None = None
+    for index, server in enumerate(servers):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            failures.append(f"{server}: not tried, the timeout ran out")
+            continue
+        # Share what is left among the servers not tried yet, so that a black-holed address cannot use
+        # up the whole timeout before the next one is tried.
+        wait = min(remaining / (len(servers) - index), connect_timeout)
+        candidate = connection(server, wait, wait)
+        try:
+            candidate.connect()
+            candidate.send_command("PING")
+            if not candidate.can_read(timeout=max(deadline - time.monotonic(), 0.0)):
+                raise redis.TimeoutError("no answer to PING")
+            candidate.read_response()
+        except REFUSED as exc:
+            candidate.disconnect()
+            refused = refused or f"{server}: {exc}"
+            failures.append(f"{server}: {exc}")
+        except (redis.RedisError, OSError) as exc:
+            candidate.disconnect()
+            failures.append(f"{server}: {exc}")
+        else:
+            return index, candidate
+    if refused is not None:
+        raise AuthenticationError(PLUGIN, f"redis transport: credentials refused by {refused}", group=GROUP)
+    raise ConnectionFailed(PLUGIN, "redis transport: no Redis server answered: " + "; ".join(failures),
+                           group=GROUP)

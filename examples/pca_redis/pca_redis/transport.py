@@ -2,18 +2,19 @@
 
 Two connections per transport, to the server of ``transport.urls`` that answered last:
 
-- the *publisher*, used under a lock by whichever thread publishes; a publish returns once Redis answered
-  ``PUBLISH`` (which is when it has handed the message to every subscriber connected at that moment);
+- the *publisher* (:mod:`pca_redis._publisher`), used under a lock by whichever thread publishes; a
+  publish returns once Redis answered ``PUBLISH`` (which is when it has handed the message to every
+  subscriber connected at that moment);
 - the *pub/sub connection*, which only the listener thread reads and writes. It reads messages and calls
-  the handlers, sends the ``SUBSCRIBE``/``PSUBSCRIBE`` commands for new subscriptions, pings the server
-  when it has been silent, and on a loss reconnects with backoff and jitter, trying the URLs in order, and
-  restores every subscription before it reports ``RECONNECTED``.
+  the handlers, sends the ``SUBSCRIBE``/``PSUBSCRIBE`` commands for new subscriptions and the
+  ``UNSUBSCRIBE``/``PUNSUBSCRIBE`` commands for ended ones, pings the server when it has been silent, and
+  on a loss reconnects with the delays of ``transport.backoff()``, trying the URLs in order, and restores
+  every subscription before it reports ``RECONNECTED``.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.exceptions import NoPermissionError
 
 from pca_core import (
     AuthenticationError,
@@ -31,8 +31,6 @@ from pca_core import (
     ConnectionState,
     Handler,
     Message,
-    PluginOptions,
-    PublishTimeout,
     QoS,
     Subscription,
     Transport,
@@ -43,37 +41,21 @@ from pca_core import (
     validate_topic,
 )
 from pca_redis._channels import RedisSubscription, redis_subscription
-from pca_redis._servers import Server, new_connection, parse_server
+from pca_redis._options import RedisOptions, config_issues
+from pca_redis._publisher import Publisher
+from pca_redis._servers import GROUP, PLUGIN, Server, new_connection, open_first, parse_server
 
 _log = logging.getLogger(__name__)
 
-PLUGIN = "redis"
-GROUP = "pca.transports"
 DEFAULT_URL = "redis://localhost:6379"
 
 # redis-py offers no socket to wait on together with a wake-up pipe, and an SSL socket must not be read and
 # written by two threads at once. So only the listener touches the pub/sub connection, and between two
-# waits of at most this long it takes up new subscriptions and notices close().
+# waits of at most this long it takes up new and ended subscriptions and notices close().
 _WAKE_INTERVAL = 0.05
 
-_REFUSED = (redis.AuthenticationError, NoPermissionError)
-
-
-class RedisOptions(PluginOptions):
-    """Options of the ``redis`` transport (the ``[transport.options]`` table).
-
-    Attributes:
-        reconnect_min_delay: seconds before the first reconnect round after the connection was lost; each
-            round in which no server answered doubles the delay, and every wait is jittered down by up to
-            half.
-        reconnect_max_delay: the longest delay between two reconnect rounds.
-        keepalive: seconds of silence on the pub/sub connection after which the listener pings the server;
-            when no answer comes within as many seconds again, the connection counts as lost.
-    """
-
-    reconnect_min_delay: float = 0.5
-    reconnect_max_delay: float = 30.0
-    keepalive: float = 30.0
+STABLE_AFTER = 30.0
+"""Seconds a pub/sub connection must last before its loss restarts the reconnect delays from the first."""
 
 
 @dataclass(eq=False)
@@ -87,6 +69,7 @@ class _Session:
     announce: ConnectionState | None = None  # reported once everything sent is confirmed
     ready: bool = False
     refused: bool = False  # the server refused a subscription; readiness does not wait for it
+    started: float = field(default_factory=time.monotonic)
 
 
 def _client_name(client_id: str | None) -> str | None:
@@ -102,8 +85,8 @@ class RedisTransport(Transport):
     ``/``. Each subscription receives each message once, however many of them match it.
 
     Redis pub/sub keeps nothing for a subscriber that is not connected: what is published while the
-    connection is down is lost for that subscriber (no persistent sessions). A publish at either QoS waits
-    for the server's answer to ``PUBLISH``.
+    connection is down is lost for that subscriber (no persistent sessions, no redelivery; messages need
+    no acknowledgement). A publish at either QoS waits for the server's answer to ``PUBLISH``.
     """
 
     api_version = (2, 0)
@@ -113,22 +96,8 @@ class RedisTransport(Transport):
 
     @classmethod
     def check_config(cls, config: TransportConfig, options: RedisOptions) -> list[ConfigIssue]:
-        """Checks the URLs, that the delays and the keepalive are positive and the delay bounds in order."""
-        issues = []
-        for i, url in enumerate(config.urls):
-            try:
-                parse_server(url, username=config.username, password=config.password,
-                             tls=config.tls is not None)
-            except ValueError as exc:
-                issues.append(ConfigIssue(f"urls[{i}]", str(exc)))
-        if options.reconnect_min_delay <= 0:
-            issues.append(ConfigIssue("options.reconnect_min_delay", "a number of seconds greater than 0"))
-        if options.reconnect_max_delay < options.reconnect_min_delay:
-            issues.append(ConfigIssue("options.reconnect_max_delay",
-                                      "a number of seconds >= reconnect_min_delay"))
-        if options.keepalive <= 0:
-            issues.append(ConfigIssue("options.keepalive", "a number of seconds greater than 0"))
-        return issues
+        """Checks the URLs, that the reconnect delays are in order and the keepalive is positive."""
+        return config_issues(config, options)
 
     def __init__(self, config: TransportConfig, options: RedisOptions) -> None:
         super().__init__(config, options)
@@ -142,8 +111,10 @@ class RedisTransport(Transport):
         self._closed = False
         self._closing = threading.Event()
         self._connect_lock = threading.Lock()
-        self._publish_lock = threading.Lock()
-        self._publisher: tuple[int, redis.Connection] | None = None
+        self._backoff = config.backoff()
+        self._publisher = Publisher(self._servers, lambda: self._active, self._connection,
+                                    publish_timeout=config.publish_timeout,
+                                    connect_timeout=config.connect_timeout)
 
     # -- the contract ---------------------------------------------------------------------------------
 
@@ -197,20 +168,12 @@ class RedisTransport(Transport):
             raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
         validate_topic(topic)
         QoS(qos)
-        timeout = self.config.publish_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
         with self._lock:
             if self._closed:
                 raise TransportError(PLUGIN, "redis transport: publish after close", group=GROUP)
             if self._listener is None:
                 raise TransportError(PLUGIN, "redis transport: publish while not connected", group=GROUP)
-        if not self._publish_lock.acquire(timeout=max(timeout, 0.0)):
-            raise PublishTimeout(PLUGIN, f"redis transport: publish to {topic!r} timed out after {timeout} s "
-                                         "waiting for the publisher connection", group=GROUP)
-        try:
-            self._publish(topic, payload, deadline, timeout)
-        finally:
-            self._publish_lock.release()
+        self._publisher.publish(topic, payload, self.config.publish_timeout if timeout is None else timeout)
 
     def subscribe(self, pattern: str, handler: Handler, *, qos: QoS = QoS.AT_LEAST_ONCE) -> Subscription:
         """Subscribes ``handler`` to the topics matching ``pattern``, now and after every reconnect.
@@ -244,7 +207,13 @@ class RedisTransport(Transport):
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        """Stops delivering to ``subscription`` at once; the listener unsubscribes a channel left unused."""
+        """Ends ``subscription``: from the moment this returns its handler receives no further message.
+
+        Messages are routed under the same lock, one by one, so only a delivery already under way on the
+        listener thread may still reach the handler. A Redis channel or glob that no subscription uses any
+        more is unsubscribed by the listener within its wake interval, and is not subscribed again after a
+        reconnect. Idempotent.
+        """
         key = redis_subscription(subscription.pattern)
         with self._lock:
             remaining = tuple(s for s in self._routes.get(key, ()) if s is not subscription)
@@ -267,12 +236,7 @@ class RedisTransport(Transport):
             listener.join(max(deadline - time.monotonic(), 0.0))
             if listener.is_alive():
                 _log.warning("redis transport: the listener was still busy when close() timed out")
-        locked = self._publish_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0))
-        try:
-            self._drop_publisher()  # without the lock, a publish stuck on a hung server fails at once
-        finally:
-            if locked:
-                self._publish_lock.release()
+        self._publisher.close(deadline)
         self._set_state(ConnectionState.CLOSED)
 
     # -- connecting -----------------------------------------------------------------------------------
@@ -282,43 +246,12 @@ class RedisTransport(Transport):
                               socket_timeout=socket_timeout, client_name=_client_name(self.config.client_id))
 
     def _open(self, deadline: float) -> _Session:
-        """Connects to the first server, in URL order, that answers a PING before ``deadline``."""
-        failures: list[str] = []
-        refused: str | None = None
-        for index, server in enumerate(self._servers):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                failures.append(f"{server}: not tried, the timeout ran out")
-                continue
-            # Share what is left among the servers not tried yet, so that a black-holed address cannot
-            # use up the whole timeout before the next one is tried.
-            wait = min(remaining / (len(self._servers) - index), self.config.connect_timeout)
-            connection = self._connection(server, wait, wait)
-            try:
-                connection.connect()
-                connection.send_command("PING")
-                if not connection.can_read(timeout=max(deadline - time.monotonic(), 0.0)):
-                    raise redis.TimeoutError("no answer to PING")
-                connection.read_response()
-            except _REFUSED as exc:
-                connection.disconnect()
-                refused = refused or f"{server}: {exc}"
-                failures.append(f"{server}: {exc}")
-            except (redis.RedisError, OSError) as exc:
-                connection.disconnect()
-                failures.append(f"{server}: {exc}")
-            else:
-                return _Session(connection, index)
-        if refused is not None:
-            raise AuthenticationError(PLUGIN, f"redis transport: credentials refused by {refused}",
-                                      group=GROUP)
-        raise ConnectionFailed(PLUGIN, "redis transport: no Redis server answered: " + "; ".join(failures),
-                               group=GROUP)
+        index, connection = open_first(self._servers, deadline, self.config.connect_timeout, self._connection)
+        return _Session(connection, index)
 
     def _reconnect(self) -> _Session | None:
-        """Reconnect rounds with backoff and jitter until one succeeds; None when closing."""
-        delay = self.options.reconnect_min_delay
-        while not self._closing.wait(random.uniform(delay / 2, delay)):
+        """Reconnect rounds, each after the next delay of the backoff, until one succeeds; None if closed."""
+        while not self._closing.wait(self._backoff.next()):
             try:
                 session = self._open(time.monotonic() + self.config.connect_timeout * len(self._servers))
             except AuthenticationError as exc:
@@ -333,7 +266,6 @@ class RedisTransport(Transport):
                         return session
                 session.connection.disconnect()
                 return None
-            delay = min(delay * 2, self.options.reconnect_max_delay)
         return None
 
     def _drop(self, session: _Session) -> None:
@@ -356,6 +288,8 @@ class RedisTransport(Transport):
                 self._drop(current)
                 if self._closing.is_set():
                     return
+                if time.monotonic() - current.started >= STABLE_AFTER:
+                    self._backoff.reset()  # a server that drops every connection at once is not hammered
                 server = self._servers[current.index]
                 lost = ConnectionFailed(PLUGIN, f"redis transport: lost the connection to {server}: {exc}",
                                         group=GROUP)
@@ -374,7 +308,7 @@ class RedisTransport(Transport):
         heard = time.monotonic()
         pinged: float | None = None
         while not self._closing.is_set():
-            self._send_missing(session)
+            self._send_changes(session)
             self._announce_if_ready(session)
             if connection.can_read(timeout=_WAKE_INTERVAL):
                 try:
@@ -392,21 +326,21 @@ class RedisTransport(Transport):
             elif pinged is not None and time.monotonic() - pinged >= keepalive:
                 raise redis.TimeoutError(f"no answer to PING within {keepalive} s")
 
-    def _send_missing(self, session: _Session) -> None:
-        """Subscribes what was added since the last call and unsubscribes what was taken back."""
+    def _send_changes(self, session: _Session) -> None:
+        """Subscribes what was added since the last call and unsubscribes what no subscription uses."""
         with self._lock:
             missing = [key for key in self._routes if key not in session.sent]
             unused = [key for key in session.sent if key not in self._routes]
             session.sent.update(missing)
             session.sent.difference_update(unused)
             session.confirmed.difference_update(unused)
-        for command in ("subscribe", "psubscribe"):
-            names = [key.name for key in missing if key.command == command]
+        for command, undo in (("SUBSCRIBE", "UNSUBSCRIBE"), ("PSUBSCRIBE", "PUNSUBSCRIBE")):
+            names = [key.name for key in missing if key.command == command.lower()]
             if names:
-                session.connection.send_command(command.upper(), *names)
-            names = [key.name for key in unused if key.command == command]
+                session.connection.send_command(command, *names)
+            names = [key.name for key in unused if key.command == command.lower()]
             if names:
-                session.connection.send_command(f"UN{command.upper()}", *names)
+                session.connection.send_command(undo, *names)
 
     def _announce_if_ready(self, session: _Session) -> None:
         with self._lock:
@@ -429,8 +363,10 @@ class RedisTransport(Transport):
         elif kind == b"pmessage":
             self._deliver(RedisSubscription("psubscribe", reply[1]), reply[2], reply[3])
         elif kind in (b"subscribe", b"psubscribe"):
+            key = RedisSubscription(kind.decode(), reply[1])
             with self._lock:
-                session.confirmed.add(RedisSubscription(kind.decode(), reply[1]))
+                if key in session.sent:  # not the late confirmation of one since unsubscribed
+                    session.confirmed.add(key)
                 self._lock.notify_all()
 
     def _deliver(self, key: RedisSubscription, channel: bytes, payload: bytes) -> None:
@@ -438,7 +374,7 @@ class RedisTransport(Transport):
         with self._lock:
             subscriptions = self._routes.get(key, ())
         topic = channel.decode("utf-8", "replace")
-        message = Message(topic, payload)
+        message = Message(topic, payload)  # nothing to settle: Redis pub/sub has no acknowledgement
         for subscription in subscriptions:
             if key.command == "psubscribe" and not topic_matches(subscription.pattern, topic):
                 continue  # the glob's "*" spans levels; the pattern's "+" does not
@@ -446,68 +382,3 @@ class RedisTransport(Transport):
                 subscription.handler(message)
             except Exception:
                 _log.exception("redis transport: handler for %r failed on %s", subscription.pattern, topic)
-
-    # -- publishing -----------------------------------------------------------------------------------
-
-    def _publish(self, topic: str, payload: bytes, deadline: float, timeout: float) -> None:
-        """One PUBLISH, retried once on a fresh connection when a kept one turns out to be stale."""
-        while True:
-            connection, server, reused = self._publisher_connection(deadline, timeout)
-            try:
-                connection.send_command("PUBLISH", topic, payload)
-                if not connection.can_read(timeout=max(deadline - time.monotonic(), 0.0)):
-                    raise redis.TimeoutError("no answer")
-                connection.read_response()
-                return
-            except redis.TimeoutError as exc:
-                self._drop_publisher()
-                raise PublishTimeout(PLUGIN, f"redis transport: {server} did not answer PUBLISH to {topic!r} "
-                                             f"within {timeout} s", group=GROUP) from exc
-            except _REFUSED as exc:
-                self._drop_publisher()
-                raise AuthenticationError(PLUGIN, f"redis transport: {server} refused to publish to "
-                                                  f"{topic!r}: {exc}", group=GROUP) from exc
-            except (redis.ConnectionError, OSError) as exc:
-                self._drop_publisher()
-                if not reused or time.monotonic() >= deadline:
-                    raise ConnectionFailed(PLUGIN, f"redis transport: publish to {topic!r} failed, {server} "
-                                                   f"is unreachable: {exc}", group=GROUP) from exc
-            except redis.RedisError as exc:
-                self._drop_publisher()
-                raise TransportError(PLUGIN, f"redis transport: publish to {topic!r} failed on {server}: "
-                                             f"{exc}", group=GROUP) from exc
-
-    def _publisher_connection(self, deadline: float, timeout: float) -> tuple[redis.Connection, Server, bool]:
-        """The publisher connection to the active server, connecting it if needed; and whether it was kept."""
-        index = self._active
-        server = self._servers[index]
-        if self._publisher is not None and self._publisher[0] == index:
-            return self._publisher[1], server, True
-        self._drop_publisher()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise PublishTimeout(PLUGIN, f"redis transport: no connection to {server} within {timeout} s",
-                                 group=GROUP)
-        connection = self._connection(server, min(remaining, self.config.connect_timeout),
-                                      self.config.publish_timeout)
-        try:
-            connection.connect()
-        except _REFUSED as exc:
-            connection.disconnect()
-            raise AuthenticationError(PLUGIN, f"redis transport: credentials refused by {server}: {exc}",
-                                      group=GROUP) from exc
-        except redis.TimeoutError as exc:
-            connection.disconnect()
-            raise PublishTimeout(PLUGIN, f"redis transport: no connection to {server} within {timeout} s",
-                                 group=GROUP) from exc
-        except (redis.RedisError, OSError) as exc:
-            connection.disconnect()
-            raise ConnectionFailed(PLUGIN, f"redis transport: cannot publish, {server} is unreachable: {exc}",
-                                   group=GROUP) from exc
-        self._publisher = (index, connection)
-        return connection, server, False
-
-    def _drop_publisher(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is not None:
-            publisher[1].disconnect()

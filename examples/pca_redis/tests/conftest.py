@@ -181,20 +181,18 @@ def tls_broker(redis_server_factory, tls_files) -> RedisServer:
     return redis_server_factory("tls", tls=tls_files)
 
 
-@pytest.fixture
-def transport_options() -> dict[str, float]:
-    """Fast reconnects, so that tests that restart the broker do not wait for the default backoff."""
-    return {"reconnect_min_delay": 0.05, "reconnect_max_delay": 0.5}
+FAST_RECONNECT = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.5}
+"""Fast reconnects, so that tests that restart the broker do not wait for the default backoff."""
 
 
 @pytest.fixture
-def make_transport(transport_options):
+def make_transport():
     """Makes RedisTransport instances on the given URLs (config fields as keywords), closed after the test."""
     made: list[RedisTransport] = []
 
     def make(*urls: str, options: dict[str, object] | None = None, **config: object) -> RedisTransport:
-        settings = {"connect_timeout": 5.0, "publish_timeout": 5.0, **config}
-        config = _transport_config(urls, settings, {**transport_options, **(options or {})})
+        settings = {"connect_timeout": 5.0, "publish_timeout": 5.0, **FAST_RECONNECT, **config}
+        config = _transport_config(urls, settings, options or {})
         transport = build_plugin(RedisTransport, config, key="transport")
         made.append(transport)
         return transport

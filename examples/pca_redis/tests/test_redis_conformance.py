@@ -1,7 +1,7 @@
 """pca's transport conformance suite, run against the redis plugin and test-owned redis-server processes.
 
-The ``broker`` and ``tls_broker`` fixtures (``pca_core.testing.Broker`` implementations) and the fast
-reconnect ``transport_options`` come from this directory's conftest.
+The ``broker`` and ``tls_broker`` fixtures (``pca_core.testing.Broker`` implementations) come from this
+directory's conftest; the suite keeps reconnects fast by itself.
 """
 
 from pca_core.testing import TransportConformance

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import redis
 from pca_redis import RedisOptions, RedisTransport
 from pca_redis._channels import RedisSubscription, redis_subscription
 
@@ -20,7 +21,7 @@ from pca_core import (
     TransportConfig,
     TransportError,
 )
-from pca_core.testing import Inbox, StateLog
+from pca_core.testing import Inbox, StateLog, build_plugin, wait_until
 
 WAIT = 10.0
 
@@ -150,6 +151,35 @@ def test_subscriptions_made_before_connect_take_effect_on_connect(broker, make_t
     assert inbox.wait_for_payload(b"kept", WAIT)
 
 
+def test_unsubscribe_tells_redis_once_nothing_uses_the_channel_and_a_reconnect_leaves_it_out(broker,
+                                                                                             make_transport):
+    transport = make_transport(broker.url)
+    states = StateLog()
+    transport.add_state_listener(states)
+    transport.connect()
+    server = redis.Redis(host="127.0.0.1", port=broker.port, protocol=2)
+
+    def subscribers(channel: str) -> int:
+        ((_, count),) = server.pubsub_numsub(channel)
+        return count
+
+    first, second = transport.subscribe("u/exact", Inbox()), transport.subscribe("u/exact", Inbox())
+    glob = transport.subscribe("u/+", Inbox())
+    transport.subscribe("kept", Inbox())
+    assert (subscribers("u/exact"), server.pubsub_numpat(), subscribers("kept")) == (1, 1, 1)
+    transport.unsubscribe(first)
+    transport.unsubscribe(glob)
+    transport.unsubscribe(glob)  # idempotent
+    assert wait_until(lambda: server.pubsub_numpat() == 0, WAIT)
+    assert subscribers("u/exact") == 1  # the listener sent what both changes called for: the glob only
+    transport.unsubscribe(second)
+    assert wait_until(lambda: subscribers("u/exact") == 0, WAIT)
+    broker.restart()
+    assert states.wait_for_sequence(ConnectionState.LOST, ConnectionState.RECONNECTED, timeout=WAIT)
+    assert (subscribers("u/exact"), server.pubsub_numpat(), subscribers("kept")) == (0, 0, 1)
+    server.close()
+
+
 # -- connection ---------------------------------------------------------------------------------------
 
 def test_connect_fails_over_to_the_next_url(broker, make_transport):
@@ -197,13 +227,22 @@ def test_bad_urls_are_configuration_errors(make_transport):
         make_transport("redis://localhost:6379", tls={"ca_file": "/nonexistent"})
 
 
-def test_options_are_checked():
+def test_options_and_reconnect_delays_are_checked():
     config = TransportConfig(plugin="redis")
     assert RedisTransport.check_config(config, RedisOptions()) == []
-    (issue,) = RedisTransport.check_config(config, RedisOptions(reconnect_min_delay=2, reconnect_max_delay=1))
-    assert issue.key == "options.reconnect_max_delay"
+    backwards = TransportConfig(plugin="redis", reconnect_delay=2, max_reconnect_delay=1)
+    (issue,) = RedisTransport.check_config(backwards, RedisOptions())
+    assert issue.key == "max_reconnect_delay"
+    (issue,) = RedisTransport.check_config(TransportConfig(plugin="redis", reconnect_delay=0), RedisOptions())
+    assert issue.key == "reconnect_delay"
     (issue,) = RedisTransport.check_config(config, RedisOptions(keepalive=0))
     assert issue.key == "options.keepalive"
+
+
+def test_the_options_of_0_1_are_refused_with_the_key_named():
+    config = TransportConfig(plugin="redis", options={"reconnect_min_delay": 0.5})
+    with pytest.raises(ConfigError, match=r"transport\.options.*reconnect_min_delay"):
+        build_plugin(RedisTransport, config, key="transport")
 
 
 def test_reconnects_after_a_restart_and_restores_every_subscription(broker, make_transport):
@@ -286,7 +325,7 @@ def test_close_is_idempotent_and_ends_the_listener(broker, make_transport):
 
 
 def test_close_returns_while_reconnecting_to_a_stopped_server(broker, make_transport):
-    transport = make_transport(broker.url, options={"reconnect_min_delay": 5.0, "reconnect_max_delay": 5.0})
+    transport = make_transport(broker.url, reconnect_delay=5.0, max_reconnect_delay=5.0)
     states = StateLog()
     transport.add_state_listener(states)
     transport.connect()
