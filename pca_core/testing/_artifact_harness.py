@@ -22,7 +22,7 @@ from pca_core.runtime import discovery
 from pca_core.testing._bounded import lookup_fixture, run_bounded
 from pca_core.testing._tree import snapshot, working_files
 from pca_core.testing.building import build_plugin
-from pca_core.testing.gating import missing_capabilities
+from pca_core.testing.gating import skip_undeclared
 from pca_core.testing.repo_remote import RepoRemote
 
 __all__ = ["SEED", "ArtifactRepoHarness", "RepoFactory", "password_forms"]
@@ -81,10 +81,8 @@ class ArtifactRepoHarness:
     @pytest.fixture(autouse=True)
     def _conformance_gate(self, request: pytest.FixtureRequest, repo_class: type[ArtifactRepo]) -> None:
         # Runs before the other fixtures, so a skipped test asks for no remote.
-        missing = missing_capabilities(request.function, repo_class.capabilities)
-        if missing:
-            pytest.skip(f"artifact repository plugin {self.plugin!r} does not declare capability "
-                        + ", ".join(repr(str(c)) for c in missing))
+        skip_undeclared(request.function, repo_class.capabilities,
+                        f"artifact repository plugin {self.plugin!r}")
         self._capabilities = frozenset(repo_class.capabilities)
         self._checkouts = request.getfixturevalue("tmp_path") / "checkouts"
         self._checkouts.mkdir()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -51,3 +51,23 @@ def lookup_fixture(request: pytest.FixtureRequest, name: str, default: _R) -> _R
         if exc.argname != name:
             raise
         return default
+
+
+def close_failures(closes: Iterable[tuple[str, Callable[[], object]]], limit: float) -> list[str]:
+    """Runs each ``(what, close)`` within ``limit`` seconds; one line per close that hung or raised."""
+    failures = []
+    for what, close in closes:
+        outcome = run_bounded(close, limit)
+        if not outcome.finished:
+            failures.append(f"{what} did not return within {limit} s")
+        elif outcome.error is not None:
+            failures.append(f"{what} raised {outcome.error!r}")
+    return failures
+
+
+def bounded(call: Callable[[], object], limit: float, what: str) -> BaseException | None:
+    """Fails the test unless ``call`` returns within ``limit`` s; returns what it raised, or None."""
+    outcome = run_bounded(call, limit)
+    if not outcome.finished:
+        pytest.fail(f"{what} did not return within {limit} s", pytrace=False)
+    return outcome.error

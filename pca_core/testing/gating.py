@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
+import pytest
+
 from pca_core.api.plugin import Capability
 
-__all__ = ["missing_capabilities", "requires"]
+__all__ = ["missing_capabilities", "requires", "skip_undeclared"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-# The attribute the transport suite's own copy of ``requires`` sets too, so either marks a test for both.
+# Where ``requires`` keeps the capabilities a test needs.
 _REQUIRES = "_pca_requires"
 
 
@@ -36,3 +38,10 @@ def requires(*capabilities: Capability) -> Callable[[_F], _F]:
 def missing_capabilities(test: object, declared: Collection[Capability]) -> list[Capability]:
     """The capabilities ``test`` was marked with by :func:`requires` that ``declared`` lacks, in order."""
     return [c for c in getattr(test, _REQUIRES, ()) if c not in declared]
+
+
+def skip_undeclared(test: object, declared: Collection[Capability], what: str) -> None:
+    """Skips ``test`` when ``declared`` lacks a capability it was marked with; ``what`` names the plugin."""
+    missing = missing_capabilities(test, declared)
+    if missing:
+        pytest.skip(f"{what} does not declare capability " + ", ".join(repr(str(c)) for c in missing))

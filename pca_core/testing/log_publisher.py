@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pca_core.api.errors import LogPublishError
 from pca_core.api.plugin import Capability
+from pca_core.testing.gating import requires
 from pca_core.testing.publishing import PublisherFactory, PublisherHarness, dedupe, first_occurrences
 from pca_core.testing.receiver import LogReceiver
-from pca_core.testing.transport import requires
 from pca_core.testing.waiting import wait_until
 
 __all__ = ["LogPublisherConformance", "PublisherFactory", "requires"]

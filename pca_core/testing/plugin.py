@@ -1,4 +1,4 @@
-"""The pytest plugin of pca-core, loaded through the ``pytest11`` entry point ``pca_transport_conformance``.
+"""The pytest plugin of pca-core, loaded through the ``pytest11`` entry point ``pca_conformance``.
 
 The conformance suites' fixtures live on the suite classes themselves, so a plugin's tests only subclass
 one and provide servers. This module adds what a class cannot: a marker on every test of a suite —
@@ -21,7 +21,7 @@ ARTIFACT_REPO_MARKER = "artifact_repo_conformance"
 
 # (the suite's module, its class, the marker of its tests, what the marker's help says)
 _SUITES = (
-    ("pca_core.testing.transport", "TransportConformance", MARKER, "transport"),
+    ("pca_core.testing.transport._suite", "TransportConformance", MARKER, "transport"),
     ("pca_core.testing.log_publisher", "LogPublisherConformance", LOG_PUBLISHER_MARKER, "log publisher"),
     ("pca_core.testing.artifact_repo", "ArtifactRepoConformance", ARTIFACT_REPO_MARKER,
      "artifact repository"),

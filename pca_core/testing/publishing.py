@@ -17,9 +17,10 @@ from pca_core.api.settings import PublisherConfig
 from pca_core.runtime import discovery
 from pca_core.stratos.payload import Identity
 from pca_core.telemetry.streams import core_streams
+from pca_core.testing._bounded import bounded, close_failures, lookup_fixture
 from pca_core.testing.building import build_plugin
+from pca_core.testing.gating import skip_undeclared
 from pca_core.testing.receiver import LogReceiver
-from pca_core.testing.transport import _REQUIRES, _lookup, _run_bounded, _StillRunning
 from pca_core.testing.waiting import wait_until
 
 __all__ = ["PublisherFactory", "PublisherHarness", "dedupe", "first_occurrences"]
@@ -73,11 +74,8 @@ class PublisherHarness:
     def _conformance_gate(self, request: pytest.FixtureRequest,
                           publisher_class: type[LogPublisher]) -> None:
         # Runs before the other fixtures, so a skipped test starts no receiver.
-        needed = getattr(request.function, _REQUIRES, ())
-        missing = [c for c in needed if c not in publisher_class.capabilities]
-        if missing:
-            pytest.skip(f"log publisher plugin {self.plugin!r} does not declare capability "
-                        + ", ".join(repr(str(c)) for c in missing))
+        skip_undeclared(request.function, publisher_class.capabilities,
+                        f"log publisher plugin {self.plugin!r}")
         self._capabilities = frozenset(publisher_class.capabilities)
         # A member of its own per test: records are told apart by it, so a receiver may be shared.
         self._identity = Identity(application_id="pca-conformance", service_name="conformance",
@@ -90,7 +88,7 @@ class PublisherHarness:
     def make_publisher(self, request: pytest.FixtureRequest, receiver: LogReceiver,
                        publisher_class: type[LogPublisher]) -> Iterator[PublisherFactory]:
         """Builds publishers of the plugin under test, pointed at the receiver; closes them at teardown."""
-        extra = dict(_lookup(request, "publisher_options", {}))
+        extra = dict(lookup_fixture(request, "publisher_options", {}))
         made: list[LogPublisher] = []
 
         def make(**settings: Any) -> LogPublisher:
@@ -104,15 +102,10 @@ class PublisherHarness:
             return publisher
 
         yield make
-        failures = []
-        for publisher in reversed(made):
-            error = _run_bounded(functools.partial(publisher.close, self.close_timeout),
-                                 self.close_timeout + self.liveness_margin)
-            if isinstance(error, _StillRunning):
-                failures.append(f"{type(publisher).__name__}.close({self.close_timeout}) did not return "
-                                f"within {self.close_timeout + self.liveness_margin} s")
-            elif error is not None:
-                failures.append(f"{type(publisher).__name__}.close({self.close_timeout}) raised {error!r}")
+        failures = close_failures(
+            ((f"{type(p).__name__}.close({self.close_timeout})",
+              functools.partial(p.close, self.close_timeout)) for p in reversed(made)),
+            self.close_timeout + self.liveness_margin)
         if failures:
             pytest.fail("closing the test's publishers failed: " + "; ".join(failures), pytrace=False)
 
@@ -215,10 +208,7 @@ class PublisherHarness:
 
     def bounded(self, call: Callable[[], object], limit: float, what: str) -> BaseException | None:
         """Fails the test unless ``call`` returns within ``limit`` s; returns what it raised, or None."""
-        error = _run_bounded(call, limit)
-        if isinstance(error, _StillRunning):
-            pytest.fail(f"{what} did not return within {limit} s", pytrace=False)
-        return error
+        return bounded(call, limit, what)
 
     @contextmanager
     def outage(self, receiver: LogReceiver) -> Iterator[None]:

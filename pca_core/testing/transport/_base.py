@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,10 +18,12 @@ from pca_core.api.transport import Message, QoS, Transport
 from pca_core.config import convert
 from pca_core.runtime import discovery
 from pca_core.runtime.plugins import prepare
+from pca_core.testing._bounded import bounded, close_failures, lookup_fixture
 from pca_core.testing.broker import Broker
+from pca_core.testing.gating import requires, skip_undeclared
 from pca_core.testing.waiting import Inbox, wait_until
 
-__all__ = ["FAST_RECONNECT", "PROBE", "ConformanceBase", "TransportFactory", "fixture_value", "requires"]
+__all__ = ["FAST_RECONNECT", "PROBE", "ConformanceBase", "TransportFactory", "lookup_fixture", "requires"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _R = TypeVar("_R")
@@ -31,7 +32,6 @@ PROBE = b"pca-conformance-probe:"
 """How the payloads of :meth:`ConformanceBase.await_subscription`'s probes start."""
 FAST_RECONNECT: Mapping[str, float] = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.5}
 """The reconnect delays of the suite's transports unless ``transport_settings`` says otherwise."""
-_REQUIRES = "_pca_requires"
 
 
 class TransportFactory(Protocol):
@@ -49,24 +49,6 @@ class TransportFactory(Protocol):
                 ``transport_options`` table.
         """
         ...
-
-
-def requires(*capabilities: Capability) -> Callable[[_F], _F]:
-    """Marks a test of a conformance class as needing ``capabilities``.
-
-    The test is skipped, before any fixture starts a broker, for a plugin whose class does not declare
-    every one of them in :attr:`pca_core.api.Plugin.capabilities`.
-
-    Raises:
-        ValueError: a capability is not a :class:`~pca_core.api.Capability` (a typo fails, never skips).
-    """
-    needed = tuple(Capability(c) for c in capabilities)
-
-    def mark(test: _F) -> _F:
-        setattr(test, _REQUIRES, (*getattr(test, _REQUIRES, ()), *needed))
-        return test
-
-    return mark
 
 
 class ConformanceBase:
@@ -97,11 +79,7 @@ class ConformanceBase:
     @pytest.fixture(autouse=True)
     def _conformance_gate(self, request: pytest.FixtureRequest, transport_class: type[Transport]) -> None:
         # Runs before the other fixtures, so a skipped test starts no broker.
-        needed = getattr(request.function, _REQUIRES, ())
-        missing = [c for c in needed if c not in transport_class.capabilities]
-        if missing:
-            pytest.skip(f"transport plugin {self.plugin!r} does not declare capability "
-                        + ", ".join(repr(str(c)) for c in missing))
+        skip_undeclared(request.function, transport_class.capabilities, f"transport plugin {self.plugin!r}")
         self._capabilities = frozenset(transport_class.capabilities)
         self._root = f"pca-conformance/{uuid.uuid4().hex[:12]}"
 
@@ -109,7 +87,7 @@ class ConformanceBase:
     def _tls_broker(self, request: pytest.FixtureRequest) -> Broker:
         # Looked up only after the capability check, so a plugin without TLS needs no tls_broker fixture;
         # requested first by the TLS tests, so it outlives their transports.
-        broker = fixture_value(request, "tls_broker", None)
+        broker = lookup_fixture(request, "tls_broker", None)
         if broker is None:
             pytest.fail(f"{type(self).__name__}: plugin {self.plugin!r} declares capability 'tls', so "
                         f"the class must provide a tls_broker fixture", pytrace=False)
@@ -122,8 +100,8 @@ class ConformanceBase:
     def make_transport(self, request: pytest.FixtureRequest, broker: Broker,
                        transport_class: type[Transport]) -> Iterator[TransportFactory]:
         """Builds unconnected transports of the plugin under test; closes all of them at teardown."""
-        table: Mapping[str, Any] = fixture_value(request, "transport_options", {})
-        defaults = {**FAST_RECONNECT, **fixture_value(request, "transport_settings", {})}
+        table: Mapping[str, Any] = lookup_fixture(request, "transport_options", {})
+        defaults = {**FAST_RECONNECT, **lookup_fixture(request, "transport_settings", {})}
         made: list[Transport] = []
 
         def make(urls: Sequence[str] | None = None, **settings: Any) -> Transport:
@@ -140,15 +118,10 @@ class ConformanceBase:
             return transport
 
         yield make
-        failures = []
-        for transport in reversed(made):
-            error = _run_bounded(functools.partial(transport.close, self.close_timeout),
-                                 self.close_timeout + self.liveness_margin)
-            if isinstance(error, _StillRunning):
-                failures.append(f"{type(transport).__name__}.close({self.close_timeout}) did not return "
-                                f"within {self.close_timeout + self.liveness_margin} s")
-            elif error is not None:
-                failures.append(f"{type(transport).__name__}.close({self.close_timeout}) raised {error!r}")
+        failures = close_failures(
+            ((f"{type(t).__name__}.close({self.close_timeout})",
+              functools.partial(t.close, self.close_timeout)) for t in reversed(made)),
+            self.close_timeout + self.liveness_margin)
         if failures:
             pytest.fail("closing the test's transports failed: " + "; ".join(failures), pytrace=False)
 
@@ -215,10 +188,7 @@ class ConformanceBase:
 
     def bounded(self, call: Callable[[], object], limit: float, what: str) -> BaseException | None:
         """Fails the test unless ``call`` returns within ``limit`` s; returns what it raised, or None."""
-        error = _run_bounded(call, limit)
-        if isinstance(error, _StillRunning):
-            pytest.fail(f"{what} did not return within {limit} s", pytrace=False)
-        return error
+        return bounded(call, limit, what)
 
     @contextmanager
     def outage(self, broker: Broker) -> Iterator[None]:
@@ -228,34 +198,3 @@ class ConformanceBase:
             yield
         finally:
             broker.start()
-
-
-class _StillRunning(Exception):
-    pass
-
-
-def _run_bounded(call: Callable[[], object], limit: float) -> BaseException | None:
-    """Runs ``call`` on a daemon thread; returns what it raised, None, or _StillRunning after ``limit`` s."""
-    outcome: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, name="pca-conformance-bounded", daemon=True)
-    thread.start()
-    thread.join(limit)
-    return outcome[0] if outcome else _StillRunning()
-
-
-def fixture_value(request: pytest.FixtureRequest, name: str, default: _R) -> _R:
-    """The value of fixture ``name`` if one is defined (class, module or conftest), else ``default``."""
-    try:
-        return request.getfixturevalue(name)
-    except pytest.FixtureLookupError as exc:
-        if exc.argname != name:
-            raise
-        return default

@@ -8,7 +8,13 @@ import pytest
 
 from pca_core.api.plugin import Capability
 from pca_core.api.transport import Handler, Message, QoS, Transport
-from pca_core.testing.transport._base import PROBE, ConformanceBase, TransportFactory, fixture_value, requires
+from pca_core.testing.transport._base import (
+    PROBE,
+    ConformanceBase,
+    TransportFactory,
+    lookup_fixture,
+    requires,
+)
 from pca_core.testing.waiting import Inbox
 
 __all__ = ["RedeliveryTests"]
@@ -26,7 +32,7 @@ class RedeliveryTests(ConformanceBase):
     @pytest.fixture
     def _redelivery_settings(self, request: pytest.FixtureRequest) -> dict[str, Any]:
         # Looked up only after the capability check, so a plugin without redelivery needs no fixture.
-        settings = fixture_value(request, "redelivery_settings", None)
+        settings = lookup_fixture(request, "redelivery_settings", None)
         if settings is None:
             pytest.fail(f"{type(self).__name__}: plugin {self.plugin!r} declares capability 'redelivery', so "
                         f"the class must provide a redelivery_settings fixture: the make_transport() "
@@ -35,7 +41,7 @@ class RedeliveryTests(ConformanceBase):
                         pytrace=False)
         settings = dict(settings)
         if "options" in settings:  # added to the class's transport_options, not instead of them
-            settings["options"] = {**fixture_value(request, "transport_options", {}), **settings["options"]}
+            settings["options"] = {**lookup_fixture(request, "transport_options", {}), **settings["options"]}
         return settings
 
     def _take_over(self, make_transport: TransportFactory, settings: dict[str, Any], topic: str,
