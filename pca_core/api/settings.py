@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import msgspec
 
 from pca_core.api.backoff import Backoff
+from pca_core.api.plugin import ConfigIssue
 from pca_core.api.secrets import Secret
 
 
 class Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Base of every configuration section: unknown keys are errors, values never change once loaded."""
+
+    def issues(self) -> Iterable[ConfigIssue]:
+        """What types alone cannot say about the section's own keys (ranges, orders); none by default.
+
+        ``pca config check`` and ``pca run`` report them before the plugin's own ``check_config``.
+        """
+        return ()
 
 
 class TlsConfig(Section):
@@ -72,6 +81,19 @@ class TransportConfig(Section):
         """A new reconnect schedule: from ``reconnect_delay`` doubling up to ``max_reconnect_delay``."""
         return Backoff(self.reconnect_delay, self.max_reconnect_delay)
 
+    def issues(self) -> Iterator[ConfigIssue]:
+        """Timeouts and reconnect delays that cannot work."""
+        for key in ("connect_timeout", "publish_timeout"):
+            if not getattr(self, key) > 0:
+                yield ConfigIssue(key, f"a number of seconds greater than 0, not {getattr(self, key)}")
+        if not self.reconnect_delay > 0:
+            yield ConfigIssue("reconnect_delay",
+                              f"a number of seconds greater than 0, not {self.reconnect_delay}")
+        elif not self.max_reconnect_delay >= self.reconnect_delay:
+            yield ConfigIssue("max_reconnect_delay",
+                              f"a number of seconds not below reconnect_delay ({self.reconnect_delay}), "
+                              f"not {self.max_reconnect_delay}")
+
 
 class PublisherConfig(PluginChoice):
     """A log publisher (``[[publishers]]``), the record streams it receives, and how they are batched.
@@ -89,6 +111,18 @@ class PublisherConfig(PluginChoice):
     flush_interval: float = 1.0
     max_buffered: int = 10_000
     publish_timeout: float = 10.0
+
+    def issues(self) -> Iterator[ConfigIssue]:
+        """Batching settings the record sink cannot work with."""
+        if self.batch_size < 1:
+            yield ConfigIssue("batch_size", f"a whole number of records, at least 1; got {self.batch_size}")
+        if self.max_buffered < 1:
+            yield ConfigIssue("max_buffered",
+                              f"a whole number of records, at least 1; got {self.max_buffered}")
+        if not self.flush_interval > 0:
+            yield ConfigIssue("flush_interval", f"seconds, more than 0; got {self.flush_interval}")
+        if not self.publish_timeout > 0:
+            yield ConfigIssue("publish_timeout", f"seconds, more than 0; got {self.publish_timeout}")
 
 
 class ArtifactsConfig(Section):

@@ -43,7 +43,9 @@ class Message:
 
         The core calls it on its dispatcher thread once the handler returned (or failed: a message that
         cannot be handled is not worth a redelivery). A message never acknowledged may be delivered again
-        by a transport with :attr:`Capability.REDELIVERY`, after a reconnect or a restart.
+        by a transport with :attr:`Capability.REDELIVERY`, after a reconnect or a restart. Each copy a
+        transport hands to a handler is acknowledged by that one subscriber, so calls never race; calls
+        from several threads at once on one copy are not supported.
         """
         settle, self.settle = self.settle, None
         if settle is not None:

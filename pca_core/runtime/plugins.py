@@ -15,12 +15,11 @@ import msgspec
 
 from pca_core.api.errors import ConfigError, ConfigErrors, PluginError
 from pca_core.api.plugin import Plugin
-from pca_core.api.settings import PluginChoice, PublisherConfig, TransportConfig
+from pca_core.api.settings import PluginChoice, TransportConfig
 from pca_core.config.native import origin_of
 from pca_core.config.schema import Config
 from pca_core.config.validate import convert
 from pca_core.runtime import discovery
-from pca_core.telemetry.records import batching_issues
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +107,8 @@ def prepare(cls: type[Plugin], section: Any, *, source: str, key: str,
             environ: Mapping[str, str] | None = None) -> Any:
     """Validates ``section.options`` against ``cls.Options``, then runs the core's and the plugin's checks.
 
-    A log publisher's batching settings are checked by the core (:func:`batching_issues`) before
-    ``cls.check_config`` runs.
+    The section's own keys are checked first (:meth:`pca_core.api.settings.Section.issues`: timeouts,
+    reconnect delays, batching), then ``cls.check_config`` runs.
 
     Args:
         cls: the plugin class.
@@ -127,8 +126,7 @@ def prepare(cls: type[Plugin], section: Any, *, source: str, key: str,
     environ = os.environ if environ is None else environ
     options = convert(dict(section.options), cls.Options, source=source, prefix=f"{key}.options")
     errors = []
-    core_issues = batching_issues(section) if isinstance(section, PublisherConfig) else ()
-    for issue in (*core_issues, *cls.check_config(section, options)):
+    for issue in (*section.issues(), *cls.check_config(section, options)):
         full = f"{key}.{issue.key}" if issue.key else key
         errors.append(ConfigError(origin_of(full, source, environ), full, issue.expected))
     if errors:

@@ -28,32 +28,18 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from pca_core.api.errors import LogPublishError, PcaError
 from pca_core.api.log_publisher import LogPublisher, LogRecord, StreamDefinition
-from pca_core.api.plugin import ConfigIssue
-from pca_core.api.settings import PublisherConfig
 from pca_core.runtime.scheduler import Scheduler, Task
 from pca_core.telemetry.buffer import OnSettled, PublisherBuffer, Ticket, notify
 
-__all__ = ["OnSettled", "RecordSink", "batching_issues"]
+__all__ = ["OnSettled", "RecordSink"]
 
 _log = logging.getLogger(__name__)
 
 _EXPECTED_FAILURES = (PcaError, OSError, TimeoutError)
-
-
-def batching_issues(config: PublisherConfig) -> Iterable[ConfigIssue]:
-    """What in a publisher's batching settings the record sink cannot work with."""
-    if config.batch_size < 1:
-        yield ConfigIssue("batch_size", f"a whole number of records, at least 1; got {config.batch_size}")
-    if config.max_buffered < 1:
-        yield ConfigIssue("max_buffered", f"a whole number of records, at least 1; got {config.max_buffered}")
-    if not config.flush_interval > 0:
-        yield ConfigIssue("flush_interval", f"seconds, more than 0; got {config.flush_interval}")
-    if not config.publish_timeout > 0:
-        yield ConfigIssue("publish_timeout", f"seconds, more than 0; got {config.publish_timeout}")
 
 
 class RecordSink:
@@ -67,13 +53,13 @@ class RecordSink:
             those it receives.
 
     Raises:
-        ValueError: a publisher's batching settings are out of range (see :func:`batching_issues`).
+        ValueError: a publisher's batching settings are out of range (see :meth:`PublisherConfig.issues`).
     """
 
     def __init__(self, publishers: Sequence[LogPublisher], scheduler: Scheduler, *,
                  streams: Sequence[StreamDefinition] = ()) -> None:
         for i, publisher in enumerate(publishers):
-            issues = [f"{issue.key}: {issue.expected}" for issue in batching_issues(publisher.config)]
+            issues = [f"{issue.key}: {issue.expected}" for issue in publisher.config.issues()]
             if issues:
                 raise ValueError(f"log publisher {publisher.config.plugin}[{i}]: {'; '.join(issues)}")
         self._buffers = [PublisherBuffer(f"{p.config.plugin}[{i}]", p) for i, p in enumerate(publishers)]

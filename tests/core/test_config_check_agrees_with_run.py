@@ -51,6 +51,10 @@ CASES = [
          ("publishers[0].plugin: no log publisher plugin named 'nosuch'",)),
     Case("event handler not installed", MEMORY + '[[event_handlers]]\nplugin = "nosuch"\n' + payload(),
          ("event_handlers[0].plugin: no event handler plugin named 'nosuch'",)),
+    Case("reconnect delays backwards", MEMORY + "reconnect_delay = 5\nmax_reconnect_delay = 1\n" + payload(),
+         ("transport.max_reconnect_delay: a number of seconds not below reconnect_delay",)),
+    Case("publisher batch size", MEMORY + '[[publishers]]\nplugin = "file"\nbatch_size = 0\n'
+         'options = { path = "/tmp/x" }\n' + payload(), ("publishers[0].batch_size: a whole number",)),
     Case("memory url", MEMORY + 'urls = ["mqtt://broker:1883"]\n' + payload(),
          ("transport.urls[0]: not a memory transport URL",)),
     Case("mqtt scheme", MQTT + 'urls = ["http://broker:1883"]\n' + payload(),

@@ -28,10 +28,6 @@ def config_issues(config: TransportConfig, options: RedisOptions) -> list[Config
             parse_server(url, username=config.username, password=config.password, tls=config.tls is not None)
         except ValueError as exc:
             issues.append(ConfigIssue(f"urls[{i}]", str(exc)))
-    if not config.reconnect_delay > 0:
-        issues.append(ConfigIssue("reconnect_delay", "a number of seconds greater than 0"))
-    elif not config.max_reconnect_delay >= config.reconnect_delay:
-        issues.append(ConfigIssue("max_reconnect_delay", "a number of seconds >= reconnect_delay"))
     if not options.keepalive > 0:
         issues.append(ConfigIssue("options.keepalive", "a number of seconds greater than 0"))
     return issues

@@ -227,16 +227,14 @@ def test_bad_urls_are_configuration_errors(make_transport):
         make_transport("redis://localhost:6379", tls={"ca_file": "/nonexistent"})
 
 
-def test_options_and_reconnect_delays_are_checked():
+def test_options_are_checked_and_the_core_checks_the_reconnect_delays():
     config = TransportConfig(plugin="redis")
     assert RedisTransport.check_config(config, RedisOptions()) == []
-    backwards = TransportConfig(plugin="redis", reconnect_delay=2, max_reconnect_delay=1)
-    (issue,) = RedisTransport.check_config(backwards, RedisOptions())
-    assert issue.key == "max_reconnect_delay"
-    (issue,) = RedisTransport.check_config(TransportConfig(plugin="redis", reconnect_delay=0), RedisOptions())
-    assert issue.key == "reconnect_delay"
     (issue,) = RedisTransport.check_config(config, RedisOptions(keepalive=0))
     assert issue.key == "options.keepalive"
+    backwards = TransportConfig(plugin="redis", reconnect_delay=2, max_reconnect_delay=1)
+    with pytest.raises(ConfigError, match=r"transport\.max_reconnect_delay"):
+        build_plugin(RedisTransport, backwards, key="transport")
 
 
 def test_the_options_of_0_1_are_refused_with_the_key_named():

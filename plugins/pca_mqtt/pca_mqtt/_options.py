@@ -33,7 +33,7 @@ class MqttOptions(PluginOptions):
 
 
 def config_issues(config: TransportConfig, options: MqttOptions) -> list[ConfigIssue]:
-    """Every problem of the section: broker URLs, reconnect delays, option ranges, TLS files."""
+    """Every problem of the section: broker URLs, option ranges, TLS files."""
     issues = []
     try:
         parse_urls(config.urls, tls=config.tls is not None)
@@ -43,13 +43,6 @@ def config_issues(config: TransportConfig, options: MqttOptions) -> list[ConfigI
         issues.append(ConfigIssue("options.persistent_session",
                                   "a persistent session needs a stable client_id (the agent sets "
                                   "pca-<MEMBER_ID> when the payload has one)"))
-    if not config.reconnect_delay > 0:
-        issues.append(ConfigIssue("reconnect_delay",
-                                  f"a number of seconds greater than 0, not {config.reconnect_delay}"))
-    elif not config.max_reconnect_delay >= config.reconnect_delay:
-        issues.append(ConfigIssue("max_reconnect_delay",
-                                  f"a number of seconds not below reconnect_delay "
-                                  f"({config.reconnect_delay}), not {config.max_reconnect_delay}"))
     if not 0 < options.keepalive <= 65535:
         issues.append(ConfigIssue("options.keepalive", f"1 to 65535 seconds, not {options.keepalive}"))
     if not 0 <= options.session_expiry <= 0xFFFFFFFF:
