@@ -58,7 +58,7 @@ CASES = [
     Case("memory url", MEMORY + 'urls = ["mqtt://broker:1883"]\n' + payload(),
          ("transport.urls[0]: not a memory transport URL",)),
     Case("mqtt scheme", MQTT + 'urls = ["http://broker:1883"]\n' + payload(),
-         ("transport.urls: [0]:", "unknown scheme 'http'")),
+         ("transport.urls[0]:", "unknown scheme 'http'")),
     Case("mqtt tls and plain", MQTT + 'urls = ["mqtts://a:8883", "mqtt://b:1883"]\n' + payload(),
          ("transport.urls: mixes TLS",)),
     Case("mqtt keepalive", MQTT + 'urls = ["broker:1883"]\n[transport.options]\nkeepalive = 0\n' + payload(),

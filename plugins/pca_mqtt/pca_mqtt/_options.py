@@ -6,7 +6,7 @@ import os
 from typing import Literal
 
 from pca_core.api import ConfigIssue, PluginOptions, TransportConfig
-from pca_mqtt.urls import parse_urls
+from pca_mqtt.urls import parse_url, parse_urls
 
 
 class MqttOptions(PluginOptions):
@@ -35,10 +35,19 @@ class MqttOptions(PluginOptions):
 def config_issues(config: TransportConfig, options: MqttOptions) -> list[ConfigIssue]:
     """Every problem of the section: broker URLs, option ranges, TLS files."""
     issues = []
-    try:
-        parse_urls(config.urls, tls=config.tls is not None)
-    except ValueError as exc:
-        issues.append(ConfigIssue("urls", str(exc)))
+    tls = config.tls is not None
+    bad = []
+    for i, text in enumerate(config.urls):  # each malformed address under its own key
+        try:
+            parse_url(text, tls=tls)
+        except ValueError as exc:
+            bad.append(ConfigIssue(f"urls[{i}]", str(exc)))
+    issues += bad
+    if not bad:  # the list as a whole: empty, or mixing TLS and plain brokers
+        try:
+            parse_urls(config.urls, tls=tls)
+        except ValueError as exc:
+            issues.append(ConfigIssue("urls", str(exc)))
     if options.persistent_session and not config.client_id:
         issues.append(ConfigIssue("options.persistent_session",
                                   "a persistent session needs a stable client_id (the agent sets "
