@@ -22,7 +22,7 @@ from pca_core.runtime import discovery
 from pca_core.testing._bounded import lookup_fixture, run_bounded
 from pca_core.testing._tree import snapshot, working_files
 from pca_core.testing.building import build_plugin
-from pca_core.testing.gating import skip_undeclared
+from pca_core.testing.gating import skip_undeclared, suite_plugin
 from pca_core.testing.repo_remote import RepoRemote
 
 __all__ = ["SEED", "ArtifactRepoHarness", "RepoFactory", "password_forms"]
@@ -70,13 +70,7 @@ class ArtifactRepoHarness:
     @pytest.fixture
     def repo_class(self) -> type[ArtifactRepo]:
         """The plugin's class, loaded through its entry point in ``pca.artifact_repos``."""
-        name = getattr(self, "plugin", None)
-        if not name:
-            pytest.fail(f"{type(self).__name__}: set the class attribute plugin to the artifact repository's "
-                        f"entry point name in {discovery.ARTIFACT_REPOS!r}", pytrace=False)
-        cls = discovery.load_plugin(discovery.ARTIFACT_REPOS, name)
-        assert issubclass(cls, ArtifactRepo)  # load_plugin checked it; this tells the type checker
-        return cls
+        return suite_plugin(self, discovery.ARTIFACT_REPOS, "artifact repository")
 
     @pytest.fixture(autouse=True)
     def _conformance_gate(self, request: pytest.FixtureRequest, repo_class: type[ArtifactRepo]) -> None:

@@ -8,8 +8,9 @@ from typing import Any, TypeVar
 import pytest
 
 from pca_core.api.plugin import Capability
+from pca_core.runtime import discovery
 
-__all__ = ["missing_capabilities", "requires", "skip_undeclared"]
+__all__ = ["missing_capabilities", "requires", "skip_undeclared", "suite_plugin"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -45,3 +46,16 @@ def skip_undeclared(test: object, declared: Collection[Capability], what: str) -
     missing = missing_capabilities(test, declared)
     if missing:
         pytest.skip(f"{what} does not declare capability " + ", ".join(repr(str(c)) for c in missing))
+
+
+def suite_plugin(suite: object, group: str, kind: str) -> type[Any]:
+    """The class of the plugin a conformance class tests: its ``plugin`` entry point in ``group``.
+
+    Loaded through discovery, as the agent loads it, so the entry point and the load-time checks are
+    tested too. Fails the test, saying what to do, when the class names no plugin.
+    """
+    name = getattr(suite, "plugin", None)
+    if not name:
+        pytest.fail(f"{type(suite).__name__}: set the class attribute plugin to the {kind}'s entry point "
+                    f"name in {group!r}", pytrace=False)
+    return discovery.load_plugin(group, name)

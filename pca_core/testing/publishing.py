@@ -19,7 +19,7 @@ from pca_core.stratos.payload import Identity
 from pca_core.telemetry.streams import core_streams
 from pca_core.testing._bounded import bounded, close_failures, lookup_fixture
 from pca_core.testing.building import build_plugin
-from pca_core.testing.gating import skip_undeclared
+from pca_core.testing.gating import skip_undeclared, suite_plugin
 from pca_core.testing.receiver import LogReceiver
 from pca_core.testing.waiting import wait_until
 
@@ -62,13 +62,7 @@ class PublisherHarness:
     @pytest.fixture
     def publisher_class(self) -> type[LogPublisher]:
         """The plugin's class, loaded through its entry point in ``pca.log_publishers``."""
-        name = getattr(self, "plugin", None)
-        if not name:
-            pytest.fail(f"{type(self).__name__}: set the class attribute plugin to the log publisher's entry "
-                        f"point name in {discovery.LOG_PUBLISHERS!r}", pytrace=False)
-        cls = discovery.load_plugin(discovery.LOG_PUBLISHERS, name)
-        assert issubclass(cls, LogPublisher)  # load_plugin checked it; this tells the type checker
-        return cls
+        return suite_plugin(self, discovery.LOG_PUBLISHERS, "log publisher")
 
     @pytest.fixture(autouse=True)
     def _conformance_gate(self, request: pytest.FixtureRequest,

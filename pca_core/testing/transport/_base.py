@@ -20,7 +20,7 @@ from pca_core.runtime import discovery
 from pca_core.runtime.plugins import prepare
 from pca_core.testing._bounded import bounded, close_failures, lookup_fixture
 from pca_core.testing.broker import Broker
-from pca_core.testing.gating import requires, skip_undeclared
+from pca_core.testing.gating import requires, skip_undeclared, suite_plugin
 from pca_core.testing.waiting import Inbox, wait_until
 
 __all__ = ["FAST_RECONNECT", "PROBE", "ConformanceBase", "TransportFactory", "lookup_fixture", "requires"]
@@ -68,13 +68,7 @@ class ConformanceBase:
     @pytest.fixture
     def transport_class(self) -> type[Transport]:
         """The plugin's class, loaded through its entry point in ``pca.transports``."""
-        name = getattr(self, "plugin", None)
-        if not name:
-            pytest.fail(f"{type(self).__name__}: set the class attribute plugin to the transport's entry "
-                        f"point name in {discovery.TRANSPORTS!r}", pytrace=False)
-        cls = discovery.load_plugin(discovery.TRANSPORTS, name)
-        assert issubclass(cls, Transport)  # load_plugin checked it; this tells the type checker
-        return cls
+        return suite_plugin(self, discovery.TRANSPORTS, "transport")
 
     @pytest.fixture(autouse=True)
     def _conformance_gate(self, request: pytest.FixtureRequest, transport_class: type[Transport]) -> None:
