@@ -2,12 +2,18 @@
 
 A fleet of agents that lose their broker at the same moment must not come back in step: each delay is
 drawn uniformly between 0 and the current ceiling ("full jitter"), and the ceiling doubles after each
-attempt up to a maximum.
+attempt up to a maximum. A connection counts as a success, and starts the schedule again, only once it
+lasted :data:`STABLE_AFTER` seconds: a broker that accepts and drops a client at once (its client id
+taken over by another, say) is not hammered at the first delay for ever.
 """
 
 from __future__ import annotations
 
 import random
+import time
+
+STABLE_AFTER = 30.0
+"""Seconds a connection must last before its loss starts the schedule again from the first delay."""
 
 
 class Backoff:
@@ -37,6 +43,7 @@ class Backoff:
         self.multiplier = multiplier
         self._rng = rng or random.Random()
         self._attempts = 0
+        self._connected_at: float | None = None
 
     @property
     def attempts(self) -> int:
@@ -58,3 +65,25 @@ class Backoff:
     def reset(self) -> None:
         """Starts again from the first delay."""
         self._attempts = 0
+
+    def connected(self) -> None:
+        """Notes that a connection was made now; :meth:`lost` tells how long it lasted."""
+        self._connected_at = time.monotonic()
+
+    def lost(self) -> float:
+        """The delay after the connection noted by :meth:`connected` was lost.
+
+        The schedule starts again from the first delay when the connection lasted :data:`STABLE_AFTER`
+        seconds; a shorter one counts as one more failed attempt.
+        """
+        if self._connected_at is not None and time.monotonic() - self._connected_at >= STABLE_AFTER:
+            self.reset()
+        self._connected_at = None
+        return self.next()
+
+    def slowest(self) -> float:
+        """A delay at the slowest pace, between half the maximum and the maximum.
+
+        For a retry that cannot succeed soon, such as one after refused credentials.
+        """
+        return self._rng.uniform(self.maximum / 2, self.maximum)

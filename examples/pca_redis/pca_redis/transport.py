@@ -54,9 +54,6 @@ DEFAULT_URL = "redis://localhost:6379"
 # waits of at most this long it takes up new and ended subscriptions and notices close().
 _WAKE_INTERVAL = 0.05
 
-STABLE_AFTER = 30.0
-"""Seconds a pub/sub connection must last before its loss restarts the reconnect delays from the first."""
-
 
 @dataclass(eq=False)
 class _Session:
@@ -69,7 +66,6 @@ class _Session:
     announce: ConnectionState | None = None  # reported once everything sent is confirmed
     ready: bool = False
     refused: bool = False  # the server refused a subscription; readiness does not wait for it
-    started: float = field(default_factory=time.monotonic)
 
 
 def _client_name(client_id: str | None) -> str | None:
@@ -143,6 +139,7 @@ class RedisTransport(Transport):
                     session.connection.disconnect()
                     raise TransportError(PLUGIN, "redis transport: closed while connecting", group=GROUP)
                 self._session, self._active = session, session.index
+                self._backoff.connected()
                 self._listener = threading.Thread(target=self._listen, args=(session,), daemon=True,
                                                   name=f"pca-redis-listener-{id(self):x}")
                 self._listener.start()
@@ -250,8 +247,13 @@ class RedisTransport(Transport):
         return _Session(connection, index)
 
     def _reconnect(self) -> _Session | None:
-        """Reconnect rounds, each after the next delay of the backoff, until one succeeds; None if closed."""
-        while not self._closing.wait(self._backoff.next()):
+        """Reconnect rounds, each after the next delay of the backoff, until one succeeds; None if closed.
+
+        The first waits as long as the backoff says after a loss: from the first delay again only if the
+        lost connection was stable.
+        """
+        delay = self._backoff.lost()
+        while not self._closing.wait(delay):
             try:
                 session = self._open(time.monotonic() + self.config.connect_timeout * len(self._servers))
             except AuthenticationError as exc:
@@ -263,9 +265,11 @@ class RedisTransport(Transport):
                 with self._lock:
                     if not self._closed:
                         self._session, self._active = session, session.index
+                        self._backoff.connected()
                         return session
                 session.connection.disconnect()
                 return None
+            delay = self._backoff.next()
         return None
 
     def _drop(self, session: _Session) -> None:
@@ -288,8 +292,6 @@ class RedisTransport(Transport):
                 self._drop(current)
                 if self._closing.is_set():
                     return
-                if time.monotonic() - current.started >= STABLE_AFTER:
-                    self._backoff.reset()  # a server that drops every connection at once is not hammered
                 server = self._servers[current.index]
                 lost = ConnectionFailed(PLUGIN, f"redis transport: lost the connection to {server}: {exc}",
                                         group=GROUP)

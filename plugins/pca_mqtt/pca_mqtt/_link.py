@@ -325,7 +325,6 @@ class Link:
     def _serve(self, url: str) -> None:
         """Runs the client until the connection ends; then reports the loss and waits to reconnect."""
         client = self.client
-        since = time.monotonic()
         while not self._closing:
             rc = self.pump.step(_IDLE_WAIT)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
@@ -338,7 +337,7 @@ class Link:
         drop_connection(client, self.urls[0], self.options)
         reason = self._disconnect_reason or "connection closed"
         self._report(ConnectionState.LOST, ConnectionFailed(NAME, f"mqtt: lost {url}: {reason}"))
-        self._sleep(self._retry.after_loss(url, reason, time.monotonic() - since))
+        self._sleep(self._retry.after_loss(url, reason))
 
     def _shutdown(self) -> None:
         """On the way out of the thread: sends what was acknowledged and DISCONNECT, then drops."""

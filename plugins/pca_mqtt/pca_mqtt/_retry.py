@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import logging
-import random
 
 from pca_core.api import TransportConfig
 
 _log = logging.getLogger("pca_mqtt")
-
-STABLE_AFTER = 30.0
-"""Seconds a connection must last before its loss restarts the reconnect schedule from the beginning.
-
-A broker that accepts and then drops the agent at once (a client id taken over by another agent, say)
-would otherwise be hammered at the first delay for ever.
-"""
 
 
 class RetrySchedule:
@@ -33,14 +25,11 @@ class RetrySchedule:
     def __init__(self, config: TransportConfig) -> None:
         self._backoff = config.backoff()
         self._slowest = config.max_reconnect_delay
-        self._random = random.Random()
         self._refusal_logged = False
 
-    def after_loss(self, url: str, reason: str, lasted: float) -> float:
-        """The delay after a connection of ``lasted`` seconds to ``url`` was lost."""
-        if lasted >= STABLE_AFTER:
-            self._backoff.reset()
-        delay = self._backoff.next()
+    def after_loss(self, url: str, reason: str) -> float:
+        """The delay after the connection to ``url`` was lost (the schedule restarts if it was stable)."""
+        delay = self._backoff.lost()
         _log.warning("mqtt: lost the connection to %s (%s); reconnecting in %.1f s", url, reason, delay)
         return delay
 
@@ -50,7 +39,7 @@ class RetrySchedule:
             delay = self._backoff.next()
             _log.warning("mqtt: could not connect to any broker (%s); retrying in %.1f s", summary, delay)
             return delay
-        delay = self._random.uniform(self._slowest / 2, self._slowest)
+        delay = self._backoff.slowest()
         if self._refusal_logged:
             _log.debug("mqtt: credentials still refused; retrying in %.1f s", delay)
         else:
@@ -64,7 +53,8 @@ class RetrySchedule:
         return self._backoff.next()
 
     def connected(self, url: str) -> None:
-        """Notes a connection: a refusal of the credentials will be logged again."""
+        """Notes a connection: its loss is timed, and a refusal of the credentials will be logged again."""
+        self._backoff.connected()
         if self._refusal_logged:
             _log.info("mqtt: %s accepted the credentials again", url)
         self._refusal_logged = False
