@@ -152,7 +152,7 @@ class Agent:
             try:
                 event = events.decode(message.topic, message.payload)
             except events.EventDecodeError as exc:
-                _log.warning("malformed event skipped: %s", exc)
+                self.state.skipped(exc)
                 return
             if isinstance(event, events.ArtifactUpdatedEvent):
                 self._lane.post("artifact update", lambda: self._on_artifact_updated(event))
@@ -169,7 +169,7 @@ class Agent:
             try:
                 removed = events.decode(message.topic, message.payload)
             except events.EventDecodeError as exc:
-                _log.warning("malformed event skipped: %s", exc)
+                self.state.skipped(exc)
                 return
             assert isinstance(removed, events.ApplicationSignUpRemovedEvent)
             self._lane.post("signup removed", lambda: self._on_signup_removed(removed))

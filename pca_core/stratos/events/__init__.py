@@ -15,6 +15,7 @@ from pca_core.api.errors import PcaError
 from pca_core.stratos.events.base import Event, WireObject
 from pca_core.stratos.events.wire import *  # noqa: F403 - the generated classes are this package's API
 from pca_core.stratos.events.wire import EVENT_CLASSES
+from pca_core.stratos.excerpt import EXCERPT_CHARS, excerpt
 
 _E = TypeVar("_E", bound=Event)
 
@@ -31,6 +32,8 @@ _encoder = msgspec.json.Encoder()
 class EventDecodeError(PcaError):
     """A message that does not decode as the event its topic names.
 
+    Its text quotes the topic as a bounded excerpt: a topic, like a body, is the publisher's to choose.
+
     Attributes:
         topic: the message's topic.
         where: the JSON path of the offending value (``$`` for the whole body), or "" for the topic.
@@ -41,27 +44,44 @@ class EventDecodeError(PcaError):
         self.topic = topic
         self.where = where
         self.why = why
-        super().__init__(f"{topic}: {where + ': ' if where else ''}{why}")
+        shown = topic if len(topic) <= EXCERPT_CHARS else excerpt(topic)
+        super().__init__(f"{shown}: {where + ': ' if where else ''}{why}")
+
+
+class UnknownEventError(EventDecodeError):
+    """A topic whose last segment names no Stratos event: a newer control plane's event, or a stray topic.
+
+    Attributes:
+        name: that last segment.
+    """
+
+    def __init__(self, topic: str, name: str) -> None:
+        self.name = name
+        super().__init__(topic, "", f"no Stratos event is named {excerpt(name)}")
 
 
 def event_class(topic: str) -> type[Event]:
     """The event class for ``topic``, by its last segment (so the AMQP dotted form works too).
 
     Raises:
-        EventDecodeError: no Stratos event has that name.
+        UnknownEventError: no Stratos event has that name.
     """
     name = topic.rpartition("/")[2].rpartition(".")[2]
     try:
         return BY_NAME[name]
     except KeyError:
-        raise EventDecodeError(topic, "", f"no Stratos event is named {name!r}") from None
+        raise UnknownEventError(topic, name) from None
 
 
 def decode(topic: str, payload: bytes | str) -> Event:
     """Decodes a message body as the event its topic names.
 
+    Whatever the body (nested past any depth, numbers out of range, invalid UTF-8), the only error is
+    :class:`EventDecodeError`; its text names no part of the body but a JSON path.
+
     Raises:
-        EventDecodeError: the topic names no event, or the body is not JSON of that event's shape.
+        UnknownEventError: the topic names no event.
+        EventDecodeError: the body is not JSON of that event's shape.
     """
     cls = event_class(topic)
     try:
@@ -71,6 +91,10 @@ def decode(topic: str, payload: bytes | str) -> Event:
         raise EventDecodeError(topic, where.rstrip("`") or "$", why.replace("`", "")) from None
     except msgspec.DecodeError as exc:
         raise EventDecodeError(topic, "$", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EventDecodeError(topic, "$", "nested too deeply to decode") from None
+    except UnicodeError:  # a str body with lone surrogates: it has no UTF-8 form
+        raise EventDecodeError(topic, "$", "not valid JSON: not encodable as UTF-8") from None
 
 
 def decode_as(cls: type[_E], payload: bytes | str) -> _E:
@@ -90,7 +114,7 @@ def encode(event: WireObject) -> bytes:
 
 
 __all__ = [
-    "BY_NAME", "BY_TOPIC", "EVENT_CLASSES", "Event", "EventDecodeError", "WireObject", "decode", "decode_as",
-    "encode", "event_class",
+    "BY_NAME", "BY_TOPIC", "EVENT_CLASSES", "Event", "EventDecodeError", "UnknownEventError", "WireObject",
+    "decode", "decode_as", "encode", "event_class",
     *(cls.__name__ for cls in EVENT_CLASSES),
 ]
