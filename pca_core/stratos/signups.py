@@ -55,6 +55,7 @@ from typing import Generic, TypeVar
 
 from pca_core.api.secrets import Secret
 from pca_core.stratos import events
+from pca_core.stratos.excerpt import excerpt
 from pca_core.stratos.snapshot import SnapshotModel
 
 _log = logging.getLogger(__name__)
@@ -192,6 +193,9 @@ class _KeyedModel(SnapshotModel[C], Generic[C, K, V]):
 
     COMPLETE = events.CompleteApplicationSignUpsEvent
     _WHAT = ""  # what the records are, for the log
+    # Both models read each complete signups event: the signup model reports its problems, for both, so
+    # that one message makes one warning.
+    _REPORTS = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -202,8 +206,11 @@ class _KeyedModel(SnapshotModel[C], Generic[C, K, V]):
             return self._apply_incremental(event)
         if event.application_sign_ups is None:
             # Java throws on this; a snapshot without a list says nothing, so it changes nothing.
-            _log.warning("CompleteApplicationSignUpsEvent without a signup list, ignored")
+            _log.log(logging.WARNING if self._REPORTS else logging.DEBUG,
+                     "CompleteApplicationSignUpsEvent without a signup list, ignored")
             return None
+        if self._REPORTS:
+            _report_unkeyed(event.application_sign_ups)
         changes = self._reconcile(self._wanted(event.application_sign_ups))
         if not self.initialized:  # this snapshot is the first: the base class sets the flag on return
             _log.info("%ss initialized: %d", self._WHAT, len(self._records))
@@ -239,6 +246,7 @@ class ApplicationSignupModel(_KeyedModel[SignupChange, tuple[str, int], Signup])
                          events.ApplicationSignUpRemovedEvent})
     GATED = False  # Java has no INIT gate on signup added/removed
     _WHAT = "signup"
+    _REPORTS = True
 
     @property
     def signups(self) -> Mapping[tuple[str, int], Signup]:
@@ -259,16 +267,16 @@ class ApplicationSignupModel(_KeyedModel[SignupChange, tuple[str, int], Signup])
     def _apply_incremental(self, event: events.Event) -> list[SignupChange]:
         if isinstance(event, events.ApplicationSignUpAddedEvent):
             if event.application_id is None or event.tenant_id is None:
-                _log.warning("ApplicationSignUpAddedEvent without application and tenant id, ignored: %r",
-                             event)
+                _log.warning("ApplicationSignUpAddedEvent without application and tenant id, ignored: %s",
+                             excerpt(event))
                 return []
             signup = Signup(event.application_id, event.tenant_id, tuple(event.cluster_ids or ()))
             # First wins, as in Java: the event carries cluster ids only and must not hide a full record.
             return self._put(signup, replace=False)
         assert isinstance(event, events.ApplicationSignUpRemovedEvent)
         if event.application_id is None or event.tenant_id is None:
-            _log.warning("ApplicationSignUpRemovedEvent without application and tenant id, ignored: %r",
-                         event)
+            _log.warning("ApplicationSignUpRemovedEvent without application and tenant id, ignored: %s",
+                         excerpt(event))
             return []
         key = (event.application_id, event.tenant_id)
         if key not in self._records:
@@ -280,8 +288,7 @@ class ApplicationSignupModel(_KeyedModel[SignupChange, tuple[str, int], Signup])
         wanted: dict[tuple[str, int], Signup] = {}
         for record in signups:
             if record.application_id is None or record.tenant_id is None:
-                _log.warning("signup without application and tenant id in complete event, skipped")
-                continue
+                continue  # reported by _report_unkeyed
             # A repeated (application, tenant): the first wins, as in Java.
             wanted.setdefault((record.application_id, record.tenant_id), _signup(record))
         return wanted
@@ -336,7 +343,7 @@ class DomainMappingModel(_KeyedModel[DomainMappingChange, tuple[str, str], Domai
         assert isinstance(event, events.DomainMappingAddedEvent | events.DomainMappingRemovedEvent)
         name = type(event).__name__
         if event.cluster_id is None or event.domain_name is None:
-            _log.warning("%s without cluster id and domain name, ignored: %r", name, event)
+            _log.warning("%s without cluster id and domain name, ignored: %s", name, excerpt(event))
             return []
         if isinstance(event, events.DomainMappingAddedEvent):
             return self._put(_mapping(event), replace=True)
@@ -351,9 +358,7 @@ class DomainMappingModel(_KeyedModel[DomainMappingChange, tuple[str, str], Domai
         for signup in signups:
             for record in signup.domain_mappings or ():  # null: none (§13 #17)
                 if record.cluster_id is None or record.domain_name is None:
-                    _log.warning("domain mapping without cluster id and domain name in complete event, "
-                                 "skipped")
-                    continue
+                    continue  # reported by _report_unkeyed
                 # A repeated (cluster, domain): the last wins, as a series of added events would have it.
                 wanted[(record.cluster_id, record.domain_name)] = _mapping(record)
         return wanted
@@ -371,6 +376,18 @@ class DomainMappingModel(_KeyedModel[DomainMappingChange, tuple[str, str], Domai
         del self._records[key]
         _log.debug("domain mapping removed: %s %s", *key)
         return DomainMappingRemoved(*key)
+
+
+def _report_unkeyed(signups: list[events.ApplicationSignUp]) -> None:
+    """One warning for a complete signups event's signups and domain mappings that lack their keys."""
+    bad_signups = [s for s in signups if s.application_id is None or s.tenant_id is None]
+    bad_mappings = [m for s in signups for m in s.domain_mappings or ()
+                    if m.cluster_id is None or m.domain_name is None]
+    if bad_signups or bad_mappings:
+        # No record is quoted: a signup carries its repositories' passwords.
+        _log.warning("CompleteApplicationSignUpsEvent: %d signup(s) without application and tenant id and %d "
+                     "domain mapping(s) without cluster id and domain name skipped",
+                     len(bad_signups), len(bad_mappings))
 
 
 # -- conversions from the wire ---------------------------------------------------------------------

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from pca_core.stratos import events
+from pca_core.stratos.excerpt import excerpt
 from pca_core.stratos.snapshot import SnapshotModel
 
 _log = logging.getLogger(__name__)
@@ -132,12 +133,12 @@ class TenantModel(SnapshotModel[TenantChange]):
         if isinstance(event, events.TenantCreatedEvent):
             tenant = _tenant(event.tenant)
             if tenant is None:
-                _log.warning("TenantCreatedEvent without a tenant id and domain, ignored: %r", event)
+                _log.warning("TenantCreatedEvent without a tenant id and domain, ignored: %s", excerpt(event))
                 return []
             return self._put(tenant)
         if isinstance(event, events.TenantUpdatedEvent):
             if event.tenant_id is None or event.tenant_domain is None:
-                _log.warning("TenantUpdatedEvent without a tenant id and domain, ignored: %r", event)
+                _log.warning("TenantUpdatedEvent without a tenant id and domain, ignored: %s", excerpt(event))
                 return []
             if event.tenant_id not in self._by_id:
                 _log.debug("TenantUpdatedEvent for unknown tenant %s, ignored", event.tenant_id)
@@ -156,12 +157,14 @@ class TenantModel(SnapshotModel[TenantChange]):
             return None
         # The super tenant is part of every snapshot, as the Java manager never loses it.
         wanted = {SUPER_TENANT_ID: Tenant(SUPER_TENANT_ID, SUPER_TENANT_DOMAIN)}
+        skipped = [record for record in event.tenants if _tenant(record) is None]
+        if skipped:  # one line for the snapshot, however many records it lacks
+            _log.warning("CompleteTenantEvent: %d tenant(s) without an id and domain skipped, the first: %s",
+                         len(skipped), excerpt(skipped[0]))
         for record in event.tenants:
             tenant = _tenant(record)
-            if tenant is None:
-                _log.warning("tenant without an id and domain in CompleteTenantEvent, skipped: %r", record)
-                continue
-            wanted[tenant.tenant_id] = tenant  # a repeated id: the last one wins, as in Java
+            if tenant is not None:
+                wanted[tenant.tenant_id] = tenant  # a repeated id: the last one wins, as in Java
         changes: list[TenantChange] = [
             self._remove(tenant_id) for tenant_id in list(self._by_id) if tenant_id not in wanted
         ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from pca_core.stratos import events
 from pca_core.stratos.events import Cluster, ClusterInstance, Member, Service, Topology
+from pca_core.stratos.excerpt import excerpt
 from pca_core.stratos.topology.changes import (
     EMPTY,
     Changes,
@@ -112,12 +113,12 @@ class TopologyIndex:
         """The cluster an event names, or None (the event is dropped)."""
         service = self.services.get(service_name)  # type: ignore[arg-type]
         if service is None:
-            _log.debug("%s dropped: no service %r", type(event).__name__, service_name)
+            _log.debug("%s dropped: no service %s", type(event).__name__, excerpt(service_name))
             return None
         cluster = service.cluster_id_cluster_map.get(cluster_id) if service.cluster_id_cluster_map else None
         if cluster is None:
-            _log.debug("%s dropped: no cluster %r in service %r", type(event).__name__, cluster_id,
-                       service_name)
+            _log.debug("%s dropped: no cluster %s in service %s", type(event).__name__, excerpt(cluster_id),
+                       excerpt(service_name))
         return cluster
 
     def find_instance(self, event: Any) -> tuple[Cluster, ClusterInstance] | None:
@@ -130,8 +131,8 @@ class TopologyIndex:
         instances = cluster.instance_id_to_instance_context_map
         instance = instances.get(event.instance_id) if instances else None
         if instance is None:
-            _log.debug("%s dropped: no instance %r in cluster %r", type(event).__name__, event.instance_id,
-                       event.cluster_id)
+            _log.debug("%s dropped: no instance %s in cluster %s", type(event).__name__,
+                       excerpt(event.instance_id), excerpt(event.cluster_id))
             return None
         return cluster, instance
 
@@ -142,6 +143,6 @@ class TopologyIndex:
             return None
         member = cluster.member_map.get(event.member_id) if cluster.member_map else None
         if member is None:
-            _log.debug("%s dropped: no member %r in cluster %r", type(event).__name__, event.member_id,
-                       event.cluster_id)
+            _log.debug("%s dropped: no member %s in cluster %s", type(event).__name__,
+                       excerpt(event.member_id), excerpt(event.cluster_id))
         return member

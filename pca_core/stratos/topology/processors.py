@@ -23,6 +23,7 @@ from pca_core.stratos.events import (
     MemberStatusStateManager,
     Service,
 )
+from pca_core.stratos.excerpt import excerpt
 from pca_core.stratos.topology.changes import (
     EMPTY,
     Changes,
@@ -71,7 +72,7 @@ def _service_created(index: TopologyIndex, event: events.ServiceCreatedEvent) ->
 def _service_removed(index: TopologyIndex, event: events.ServiceRemovedEvent) -> Changes:
     service = index.services.pop(event.service_name, None)
     if service is None:
-        _log.debug("ServiceRemovedEvent: no service %r", event.service_name)
+        _log.debug("ServiceRemovedEvent: no service %s", excerpt(event.service_name))
         return []
     changes: Changes = []
     index.untrack_service(event.service_name, service, changes)
@@ -84,8 +85,8 @@ def _add_cluster(index: TopologyIndex,
         return
     service = index.services.get(cluster.service_name)
     if service is None:
-        _log.debug("%s: cluster %r dropped: no service %r", type(event).__name__, cluster.cluster_id,
-                   cluster.service_name)
+        _log.debug("%s: cluster %s dropped: no service %s", type(event).__name__, excerpt(cluster.cluster_id),
+                   excerpt(cluster.service_name))
         return
     if service.cluster_id_cluster_map is None:
         service.cluster_id_cluster_map = {}
@@ -101,7 +102,8 @@ def _remove_cluster(index: TopologyIndex,
     clusters = service.cluster_id_cluster_map if service is not None else None
     cluster = clusters.pop(cluster_id, None) if clusters else None
     if cluster is None:
-        _log.debug("%s: no cluster %r in service %r", type(event).__name__, cluster_id, service_name)
+        _log.debug("%s: no cluster %s in service %s", type(event).__name__, excerpt(cluster_id),
+                   excerpt(service_name))
         return
     index.untrack_cluster(service_name, cluster_id, cluster, changes)
 
@@ -265,7 +267,8 @@ def _member_moved(index: TopologyIndex, event: Any, status: str,
 def _member_activated(index: TopologyIndex, event: events.MemberActivatedEvent) -> Changes:
     if not event.default_private_ip or not event.port_map:
         # Java throws here, losing the event; the next complete topology brings the member's state.
-        _log.warning("MemberActivatedEvent for %r without a private IP or ports dropped", event.member_id)
+        _log.warning("MemberActivatedEvent for %s without a private IP or ports dropped",
+                     excerpt(event.member_id))
         return []
     return _member_moved(index, event, MemberStatus.ACTIVE.value, _take_activated_fields)
 
@@ -277,7 +280,8 @@ def _member_terminated(index: TopologyIndex, event: events.MemberTerminatedEvent
         return []
     member = cluster.member_map.pop(event.member_id, None) if cluster.member_map else None
     if member is None:
-        _log.debug("MemberTerminatedEvent: no member %r in cluster %r", event.member_id, event.cluster_id)
+        _log.debug("MemberTerminatedEvent: no member %s in cluster %s", excerpt(event.member_id),
+                   excerpt(event.cluster_id))
         return []
     changes: Changes = []
     index.untrack_member(event.service_name, event.cluster_id, event.member_id, member, changes)
