@@ -25,3 +25,8 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     if size <= limit and len(text) <= limit + 3:  # + 3: a short string's quotes and bytes' b
         return text
     return f"{text[:limit]}… ({size} {unit})"
+
+
+def bounded(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` itself when it has at most ``limit`` characters (a topic, a name); else its excerpt."""
+    return text if len(text) <= limit else excerpt(text, limit)

@@ -15,7 +15,7 @@ from pca_core.api.errors import PcaError
 from pca_core.stratos.events.base import Event, WireObject
 from pca_core.stratos.events.wire import *  # noqa: F403 - the generated classes are this package's API
 from pca_core.stratos.events.wire import EVENT_CLASSES
-from pca_core.stratos.excerpt import EXCERPT_CHARS, excerpt
+from pca_core.stratos.excerpt import bounded, excerpt
 
 _E = TypeVar("_E", bound=Event)
 
@@ -44,8 +44,7 @@ class EventDecodeError(PcaError):
         self.topic = topic
         self.where = where
         self.why = why
-        shown = topic if len(topic) <= EXCERPT_CHARS else excerpt(topic)
-        super().__init__(f"{shown}: {where + ': ' if where else ''}{why}")
+        super().__init__(f"{bounded(topic)}: {where + ': ' if where else ''}{why}")
 
 
 class UnknownEventError(EventDecodeError):
