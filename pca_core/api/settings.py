@@ -60,6 +60,9 @@ class TransportConfig(Section):
         publish_timeout: seconds a QoS 1 publish waits for the broker's acceptance.
         reconnect_delay: seconds before the first retry after a connection was lost or refused.
         max_reconnect_delay: the longest wait between two retries; see :meth:`backoff`.
+        max_message_size: the largest message body received, in bytes. The core drops (and acknowledges)
+            a bigger one before it is queued; a plugin whose client allows it refuses such messages
+            before buffering them.
         tls: TLS settings; None means the plugin's default for the URL form.
         options: the plugin's own options table.
     """
@@ -74,6 +77,7 @@ class TransportConfig(Section):
     publish_timeout: float = 10.0
     reconnect_delay: float = 2.0
     max_reconnect_delay: float = 60.0
+    max_message_size: int = 16 * 1024 * 1024
     tls: TlsConfig | None = None
     options: dict[str, Any] = {}
 
@@ -82,7 +86,7 @@ class TransportConfig(Section):
         return Backoff(self.reconnect_delay, self.max_reconnect_delay)
 
     def issues(self) -> Iterator[ConfigIssue]:
-        """Timeouts and reconnect delays that cannot work."""
+        """Timeouts, reconnect delays and a maximum message size that cannot work."""
         for key in ("connect_timeout", "publish_timeout"):
             if not getattr(self, key) > 0:
                 yield ConfigIssue(key, f"a number of seconds greater than 0, not {getattr(self, key)}")
@@ -93,6 +97,9 @@ class TransportConfig(Section):
             yield ConfigIssue("max_reconnect_delay",
                               f"a number of seconds not below reconnect_delay ({self.reconnect_delay}), "
                               f"not {self.max_reconnect_delay}")
+        if self.max_message_size < 1:
+            yield ConfigIssue("max_message_size",
+                              f"a number of bytes, more than 0; got {self.max_message_size}")
 
 
 class PublisherConfig(PluginChoice):

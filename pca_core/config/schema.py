@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from pca_core.api.settings import (
@@ -55,6 +57,7 @@ class AgentConfig(Section):
     state_dir: str = "/var/lib/pca"
     shutdown_timeout: float = 10.0
     dispatch_queue_size: int = 10_000
+    dispatch_queue_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024  # bytes queued at most
     workers: int = 4
 
 

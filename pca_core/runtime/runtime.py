@@ -42,7 +42,9 @@ class Runtime:
         self.source = source
         self.state = AgentState()
         self.on_message = on_message or self._apply
-        self.dispatcher = Dispatcher(config.agent.dispatch_queue_size)
+        self.dispatcher = Dispatcher(config.agent.dispatch_queue_size,
+                                     queue_bytes=config.agent.dispatch_queue_bytes,
+                                     max_message_size=config.transport.max_message_size)
         self.scheduler = Scheduler(workers=config.agent.workers)
         self.transport: Transport | None = None
         self.publishers: list[LogPublisher] = []

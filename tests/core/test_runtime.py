@@ -147,3 +147,31 @@ def test_the_library_never_configures_logging():
     ])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["[]", "True"]
+
+
+def test_a_message_over_transport_max_message_size_never_reaches_the_handler(tmp_path, caplog):
+    cfg = make_config(tmp_path, transport={"plugin": "memory", "max_message_size": 100,
+                                           "options": {"bus": f"runtime-{tmp_path.name}"}},
+                      agent={"dispatch_queue_bytes": 1000})
+    got = []
+    handled = threading.Event()
+    runtime = Runtime(cfg, on_message=lambda message: (got.append(message.topic), handled.set()))
+    assert runtime.dispatcher.queue_bytes == 1000
+    assert runtime.start(threading.Event())
+    peer = control_plane(cfg)
+    peer.publish("topology/Big", b"x" * 101)
+    peer.publish("topology/Small", b"x" * 100)
+    assert handled.wait(5)
+    assert runtime.stop(5)
+    assert got == ["topology/Small"] and runtime.dispatcher.dropped_oversize == 1
+    assert "topology/Big, 101 bytes" in caplog.text
+    peer.close()
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("transport", "max_message_size", 0), ("agent", "dispatch_queue_bytes", 0)])
+def test_sizes_must_be_positive(tmp_path, section, key, value):
+    tree = {"transport": {"plugin": "memory", "options": {"bus": "b"}}, "payload": dict(PAYLOAD)}
+    tree.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigErrors, match=f"{section}.{key}: .*(bytes, more than 0|>= 1)"):
+        Runtime(build(tree, source="test.toml", environ={})).load()
