@@ -474,3 +474,16 @@ def test_a_handler_may_publish_at_qos1_on_the_network_thread(broker, make_mqtt):
         requester.publish("pca/request", b"ping%d" % i)
     assert replies.wait_for(lambda m: len(m) == 3, 10), errors
     assert replies.payloads == [b"re:ping0", b"re:ping1", b"re:ping2"] and errors == []
+
+
+def test_over_mqtt_5_the_broker_never_sends_a_message_over_max_message_size(broker, make_mqtt):
+    transport = make_mqtt(broker.url, protocol="5", max_message_size=10_000)
+    transport.connect(timeout=10)
+    inbox = Inbox()
+    transport.subscribe("pca/size/#", inbox)
+    peer = make_mqtt(broker.url)
+    peer.connect(timeout=10)
+    peer.publish("pca/size/big", b"x" * 200_000)  # over the size and over the topic headroom
+    peer.publish("pca/size/fits", b"x" * 10_000)
+    assert inbox.wait_for_payload(b"x" * 10_000, 10)
+    assert [message.topic for message in inbox.messages] == ["pca/size/fits"]

@@ -40,6 +40,12 @@ def make_client(config: TransportConfig, options: MqttOptions, client_id: str, t
     return client
 
 
+PACKET_HEADROOM = 65_536 + 1024
+"""Bytes of a PUBLISH besides its body, at most: a topic (65,535), fixed header, packet id, properties."""
+MQTT_MAX_PACKET = 268_435_460
+"""The largest MQTT packet (a Remaining Length of 268,435,455 and a 5-byte fixed header)."""
+
+
 def start_connect(client: mqtt.Client, url: BrokerUrl, config: TransportConfig, options: MqttOptions,
                   timeout: float) -> None:
     """Opens the socket to ``url`` and queues CONNECT, with the URL's credentials or the configured ones.
@@ -54,9 +60,11 @@ def start_connect(client: mqtt.Client, url: BrokerUrl, config: TransportConfig, 
     password = url.password if url.username is not None else config.password
     client.username_pw_set(username, password.reveal() if password is not None and username else None)
     if options.protocol == "5":
-        properties = None
+        properties = Properties(PacketTypes.CONNECT)
+        # The broker sends no bigger packet (it drops the message for this client): the client never
+        # buffers it. The headroom lets a body of the maximum size through with its topic and header.
+        properties.MaximumPacketSize = min(config.max_message_size + PACKET_HEADROOM, MQTT_MAX_PACKET)
         if options.persistent_session:
-            properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = options.session_expiry
         client.connect(url.host, url.port, options.keepalive, clean_start=not options.persistent_session,
                        properties=properties)
