@@ -111,6 +111,18 @@ class Acked:
         return Message(topic, payload, lambda: self.topics.append(topic))
 
 
+class Blocked:
+    """A handler that records each topic once ``release`` is set."""
+
+    def __init__(self):
+        self.started, self.release, self.handled = threading.Event(), threading.Event(), []
+
+    def __call__(self, message: Message) -> None:
+        self.started.set()
+        self.release.wait(10)
+        self.handled.append(message.topic)
+
+
 def warnings_and_infos(caplog):
     return ([r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING],
             [r.getMessage() for r in caplog.records if r.levelno == logging.INFO])
@@ -141,15 +153,9 @@ def test_a_message_over_the_maximum_size_is_dropped_acked_counted_and_logged_onc
 def test_the_queue_holds_a_byte_budget_besides_its_count(caplog):
     dispatcher = Dispatcher(queue_size=100, queue_bytes=100, put_timeout=0.05)
     dispatcher.start()
-    started, release = threading.Event(), threading.Event()
-    acked, handled = Acked(), []
-
-    def handler(message):
-        started.set()
-        release.wait(10)
-        handled.append(message.topic)
-
-    enqueue = dispatcher.wrap(handler)
+    acked, blocked = Acked(), Blocked()
+    started, release, handled = blocked.started, blocked.release, blocked.handled
+    enqueue = dispatcher.wrap(blocked)
     with caplog.at_level(logging.INFO, logger="pca_core.runtime"):
         enqueue(acked.message("m/0", b"x" * 40))  # being handled: its bytes still count
         assert started.wait(5)
@@ -176,15 +182,9 @@ def test_a_message_bigger_than_the_byte_budget_still_passes_alone():
 def test_a_full_queue_blocks_the_network_thread_only_for_a_bounded_wait(caplog):
     dispatcher = Dispatcher(queue_size=1, put_timeout=0.05)
     dispatcher.start()
-    started, release = threading.Event(), threading.Event()
-    acked, handled = Acked(), []
-
-    def handler(message):
-        started.set()
-        release.wait(10)
-        handled.append(message.topic)
-
-    enqueue = dispatcher.wrap(handler)
+    acked, blocked = Acked(), Blocked()
+    started, release, handled = blocked.started, blocked.release, blocked.handled
+    enqueue = dispatcher.wrap(blocked)
     with caplog.at_level(logging.INFO, logger="pca_core.runtime"):
         enqueue(acked.message("t/0", b""))
         assert started.wait(5)
