@@ -85,15 +85,17 @@ JAVA_SCRIPT_NAMES: Mapping[str, str] = MappingProxyType({
 OUTPUT_LIMIT = 64 * 1024
 """How much of a script's stdout, and of its stderr, is logged (the rest is counted, not shown)."""
 
+STOP_GRACE = 2.0
+"""Seconds a script still running when the agent stops gets between SIGTERM and SIGKILL."""
+
 # The environment a script starts from, besides its STRATOS_ values: enough to find programs and decode text.
 _BASE_ENV = ("PATH", "HOME", "LANG")
 # How long to wait for a killed script to be reaped; SIGKILL cannot be ignored, so this is only a guard.
 _REAP_TIMEOUT = 5.0
-STOP_GRACE = 2.0
-"""Seconds a script still running when the agent stops gets between SIGTERM and SIGKILL."""
-
 # How long kill_now, called from a signal handler, waits for the runner's lock before killing regardless.
 _LOCK_TIMEOUT = 1.0
+# Without pidfds (Linux before 5.3), how often a script is looked at to see whether it has exited.
+_POLL_INTERVAL = 0.05
 # Beyond the project-wide secret names: anything naming a key or a passphrase.
 _SECRET_EXTRA = re.compile(r"KEY|PASSPHRASE", re.IGNORECASE)
 _WORDS = re.compile(r"(\s+)")
@@ -252,8 +254,13 @@ def _signal_groups(processes: Sequence[subprocess.Popen[bytes]], signum: int) ->
 def _exited(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> bool:
     """Waits up to ``timeout`` seconds for every process to exit, without reaping any; True if all did."""
     deadline = time.monotonic() + timeout
-    fds = [os.pidfd_open(process.pid) for process in processes]  # readable once the process has exited
+    fds: list[int] = []  # each readable once its process has exited
     try:
+        try:
+            for process in processes:
+                fds.append(os.pidfd_open(process.pid))
+        except OSError:
+            return _exited_by_polling(processes, deadline)
         poller = select.poll()
         for fd in fds:
             poller.register(fd, select.POLLIN)
@@ -269,6 +276,16 @@ def _exited(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> boo
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _exited_by_polling(processes: Sequence[subprocess.Popen[bytes]], deadline: float) -> bool:
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT  # WNOWAIT: look, but leave it to be reaped
+    while not all(os.waitid(os.P_PID, process.pid, flags) is not None for process in processes):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(_POLL_INTERVAL, left))
+    return True
 
 
 def _read_bounded(handle: IO[bytes]) -> tuple[str, int]:
@@ -487,7 +504,8 @@ class ExtensionRunner:
         locked = self._lock.acquire(timeout=_LOCK_TIMEOUT)
         try:
             self._closed = True
-            _signal_groups([process for _, process in self._running.values()], signal.SIGKILL)
+            running = list(self._running.values())  # one step: it may run without the lock
+            _signal_groups([process for _, process in running], signal.SIGKILL)
         finally:
             if locked:
                 self._lock.release()

@@ -7,8 +7,10 @@ import os
 import select
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,20 @@ def test_a_script_running_at_shutdown_is_killed_with_its_children(lingering_agen
         agent.kill()
         kill_all(pids)
     assert "Traceback" not in agent.output
+
+
+# --- Without pidfds (Linux before 5.3) ------------------------------------------------------------------
+
+
+def test_exit_is_seen_by_polling_too_and_the_process_is_left_to_be_reaped():
+    from pca_core.agent.extensions import _exited_by_polling
+
+    done = subprocess.Popen(["true"])
+    running = subprocess.Popen(["sleep", "300"])
+    try:
+        assert not _exited_by_polling([done, running], time.monotonic() + 0.1)
+        assert _exited_by_polling([done], time.monotonic() + 10)
+        assert done.wait(10) == 0  # still there to be reaped, with its exit code
+    finally:
+        running.kill()
+        running.wait(10)
