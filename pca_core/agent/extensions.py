@@ -12,6 +12,10 @@ Where pca differs from the original agent (``original-agent.md`` §10 #19-21):
   where the original crashed on anything else.
 - The exit code decides success; output on stderr is only logged. A script has a timeout, after which its
   whole process group is killed.
+- A script still running when the agent stops is not left behind: its process group gets SIGTERM, then
+  SIGKILL after a short grace (:meth:`ExtensionRunner.close`), or SIGKILL at once when the agent must exit
+  immediately (:meth:`ExtensionRunner.kill_now`). What a script that *finished* left running in the
+  background (the application server of ``StartServers``) is never touched.
 - ``VolumeMount`` gets the persistence mapping as ``$1``, which is what the real script reads.
 - Besides the PCA's names (``InstanceStartedEvent.sh``), the Java agent's hyphenated names
   (``instance-started.sh``) are found, so the extensions of either agent work unchanged.
@@ -27,9 +31,12 @@ import errno
 import logging
 import os
 import re
+import select
 import signal
+import stat
 import subprocess
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -47,8 +54,8 @@ if TYPE_CHECKING:
     from pca_core.stratos.topology import TopologyModel
 
 __all__ = [
-    "ENV_PREFIX", "JAVA_SCRIPT_NAMES", "OUTPUT_LIMIT", "ExtensionRunner", "as_text", "extension_values",
-    "script_names",
+    "ENV_PREFIX", "JAVA_SCRIPT_NAMES", "OUTPUT_LIMIT", "STOP_GRACE", "ExtensionRunner", "as_text",
+    "extension_values", "script_names",
 ]
 
 _log = logging.getLogger(__name__)
@@ -78,10 +85,17 @@ JAVA_SCRIPT_NAMES: Mapping[str, str] = MappingProxyType({
 OUTPUT_LIMIT = 64 * 1024
 """How much of a script's stdout, and of its stderr, is logged (the rest is counted, not shown)."""
 
+STOP_GRACE = 2.0
+"""Seconds a script still running when the agent stops gets between SIGTERM and SIGKILL."""
+
 # The environment a script starts from, besides its STRATOS_ values: enough to find programs and decode text.
 _BASE_ENV = ("PATH", "HOME", "LANG")
 # How long to wait for a killed script to be reaped; SIGKILL cannot be ignored, so this is only a guard.
 _REAP_TIMEOUT = 5.0
+# How long kill_now, called from a signal handler, waits for the runner's lock before killing regardless.
+_LOCK_TIMEOUT = 1.0
+# Without pidfds (Linux before 5.3), how often a script is looked at to see whether it has exited.
+_POLL_INTERVAL = 0.05
 # Beyond the project-wide secret names: anything naming a key or a passphrase.
 _SECRET_EXTRA = re.compile(r"KEY|PASSPHRASE", re.IGNORECASE)
 _WORDS = re.compile(r"(\s+)")
@@ -231,6 +245,49 @@ def _valid_env(key: str, value: str) -> bool:
     return bool(key) and "=" not in key and "\0" not in key and "\0" not in value
 
 
+def _signal_groups(processes: Sequence[subprocess.Popen[bytes]], signum: int) -> None:
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signum)
+
+
+def _exited(processes: Sequence[subprocess.Popen[bytes]], timeout: float) -> bool:
+    """Waits up to ``timeout`` seconds for every process to exit, without reaping any; True if all did."""
+    deadline = time.monotonic() + timeout
+    fds: list[int] = []  # each readable once its process has exited
+    try:
+        try:
+            for process in processes:
+                fds.append(os.pidfd_open(process.pid))
+        except OSError:
+            return _exited_by_polling(processes, deadline)
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        pending = len(fds)
+        while pending:
+            ready = poller.poll(max(deadline - time.monotonic(), 0.0) * 1000)
+            if not ready:
+                return False
+            for fd, _ in ready:
+                poller.unregister(fd)
+            pending -= len(ready)
+        return True
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _exited_by_polling(processes: Sequence[subprocess.Popen[bytes]], deadline: float) -> bool:
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT  # WNOWAIT: look, but leave it to be reaped
+    while not all(os.waitid(os.P_PID, process.pid, flags) is not None for process in processes):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(_POLL_INTERVAL, left))
+    return True
+
+
 def _read_bounded(handle: IO[bytes]) -> tuple[str, int]:
     """The first OUTPUT_LIMIT bytes of a finished output file as text, and how many bytes it holds."""
     size = os.fstat(handle.fileno()).st_size
@@ -242,7 +299,8 @@ class ExtensionRunner:
     """Runs the extensions of an event: its bash script, then the Python handlers that want it.
 
     Runs on the caller's thread and starts none of its own; a script blocks the caller until it exits or
-    its timeout expires.
+    its timeout expires. The scripts running now are tracked, one per calling thread at most (the agent
+    calls from its lifecycle thread only), so that :meth:`close` and :meth:`kill_now` can end them.
 
     Args:
         extensions_dir: the directory of the bash scripts; None runs handlers only.
@@ -257,6 +315,16 @@ class ExtensionRunner:
         self.handlers = tuple(handlers)
         self.context = context
         self.timeout = timeout
+        # Scripts started and not yet reaped, by process id. A script is dropped from here before it is
+        # reaped, both under the lock: while it is here its id (which is also its process group's id)
+        # cannot have been reused, so signalling the group reaches only what the script started.
+        # Reentrant: kill_now may run in a signal handler on a thread that holds it.
+        self._running: dict[int, tuple[str, subprocess.Popen[bytes]]] = {}
+        # The mode last warned about, per script or directory: a warning once per path and mode. Bounded:
+        # the paths are the extensions directory and the scripts named after the extendable events.
+        self._warned: dict[Path, int] = {}
+        self._lock = threading.RLock()
+        self._closed = False
 
     def run(self, event: str, values: Mapping[str, str]) -> bool:
         """Runs the script of ``event``, if there is one, then every handler that wants ``event``.
@@ -293,10 +361,29 @@ class ExtensionRunner:
         for name in script_names(event):
             path = directory / name
             if path.is_file() and (os.access(path, os.X_OK) or os.access(path, os.R_OK)):
+                self._check_mode(directory, "directory")
+                self._check_mode(path, "script")
                 return path
         _log.debug("no extension script for %s in %s (looked for %s)", event, directory,
                    ", ".join(script_names(event)))
         return None
+
+    def _check_mode(self, path: Path, what: str) -> None:
+        """Warns, once per path and mode, when the group or others may write ``path``.
+
+        The script still runs: refusing it would stop the lifecycle on installs that worked before.
+        """
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            return
+        writers = [who for who, bit in (("its group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit]
+        if not writers or self._warned.get(path) == mode:
+            return
+        self._warned[path] = mode
+        _log.warning("extension %s %s is writable by %s (mode %04o): whoever can write it runs commands as "
+                     "this agent's user. It runs all the same; to fix: chmod go-w %s", what, path,
+                     " and ".join(writers), mode, path)
 
     # --- The script --------------------------------------------------------------------------------------
 
@@ -324,14 +411,18 @@ class ExtensionRunner:
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             # Output goes to files, not pipes: a server the script leaves running in the background keeps
             # its copy of stdout open, and a pipe would then make the agent wait for the server to exit.
-            try:
-                process = self._start(argv, script, env, cwd, out, err)
-            except OSError as exc:
-                _log.error("%s extension %s could not be started: %s", event, script, exc.strerror or exc)
-                return False
-            try:
-                code = process.wait(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
+            with self._lock:
+                if self._closed:
+                    _log.warning("%s extension %s not started: the agent is stopping", event, script)
+                    return False
+                try:
+                    process = self._start(argv, script, env, cwd, out, err)
+                except OSError as exc:
+                    _log.error("%s extension %s could not be started: %s", event, script, exc.strerror or exc)
+                    return False
+                self._running[process.pid] = (event, process)
+            code = self._wait(process, self.timeout)
+            if code is None:
                 self._kill(process)
                 _log.error("%s extension %s timed out after %.1f s; its process group was killed",
                            event, script, self.timeout)
@@ -364,16 +455,60 @@ class ExtensionRunner:
             # An executable without a "#!" line: run it with bash, as a shell would.
             return popen(["/bin/bash", *argv])
 
-    @staticmethod
-    def _kill(process: subprocess.Popen[bytes]) -> None:
+    def _wait(self, process: subprocess.Popen[bytes], timeout: float) -> int | None:
+        """The script's exit code once it exited and was reaped; None if it still runs after ``timeout``."""
+        if not _exited([process], timeout):
+            return None
+        with self._lock:
+            del self._running[process.pid]
+        return process.wait()  # it has exited: this only reaps it
+
+    def _kill(self, process: subprocess.Popen[bytes]) -> None:
         # The script leads its own session and process group (start_new_session), so this reaches what it
         # started too. It is not reaped yet, so its id cannot have been reused.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        try:
-            process.wait(timeout=_REAP_TIMEOUT)
-        except subprocess.TimeoutExpired:
+        _signal_groups([process], signal.SIGKILL)
+        if self._wait(process, _REAP_TIMEOUT) is None:
             _log.error("extension process %d did not exit after SIGKILL", process.pid)
+
+    # --- Stopping ----------------------------------------------------------------------------------------
+
+    def close(self, grace: float = STOP_GRACE) -> None:
+        """Ends the scripts running now, and starts none from now on. Idempotent.
+
+        Each running script's process group gets SIGTERM; once every script has exited, or after ``grace``
+        seconds, the groups get SIGKILL, so that nothing a script started outlives the agent. The threads
+        running the scripts then see them fail, as killed by a signal. Handlers are not affected.
+
+        Args:
+            grace: seconds the scripts get to exit after SIGTERM.
+        """
+        with self._lock:
+            self._closed = True
+            if not self._running:
+                return
+            for event, process in self._running.values():
+                _log.warning("stopping: the %s extension (process %d) is still running; its process group "
+                             "gets SIGTERM, and SIGKILL after %.1f s", event, process.pid, grace)
+            processes = [process for _, process in self._running.values()]
+            _signal_groups(processes, signal.SIGTERM)
+            # The lock is held throughout, so no script is reaped meanwhile and each group id stays valid.
+            _exited(processes, grace)
+            _signal_groups(processes, signal.SIGKILL)
+
+    def kill_now(self) -> None:
+        """Sends SIGKILL to the process group of every script running now, and starts none from now on.
+
+        For an agent about to exit at once (a second stop signal): it neither waits for the scripts nor
+        logs, so that it is safe in a signal handler.
+        """
+        locked = self._lock.acquire(timeout=_LOCK_TIMEOUT)
+        try:
+            self._closed = True
+            running = list(self._running.values())  # one step: it may run without the lock
+            _signal_groups([process for _, process in running], signal.SIGKILL)
+        finally:
+            if locked:
+                self._lock.release()
 
     @staticmethod
     def _log_output(event: str, out: IO[bytes], err: IO[bytes], mask: _Masker, stderr_level: int) -> None:

@@ -6,9 +6,10 @@ the rest, request tenants, run the InstanceStarted extension and publish Instanc
 StartServers, then activate: once the configured ports accept connections, directly when there is no
 ``REPO_URL``, else after the first artifact checkout.
 
-Every step runs on one serial lane of the core scheduler, so the lifecycle is never two things at once
-and never blocks the dispatcher. Inputs (model changes, notifier events, port checks, control commands)
-only post work to the lane. Status events go through the durable outbox, each once per transition.
+Every step runs on one serial lane, a thread of its own, so the lifecycle is never two things at once,
+never blocks the dispatcher, and a long extension script never holds a worker of the core scheduler.
+Inputs (model changes, notifier events, port checks, control commands) only post work to the lane.
+Status events go through the durable outbox, each once per transition.
 
 Fixed here, compared with the original (§10): initialization is re-checked on every topology change (a
 missed MemberInitializedEvent is repaired by the next snapshot); a restart on an Active member publishes
@@ -28,7 +29,7 @@ from pathlib import Path
 from pca_core.agent.artifacts import ArtifactManager, ArtifactUpdate
 from pca_core.agent.commands import control_commands
 from pca_core.agent.control import ControlServer
-from pca_core.agent.extensions import ExtensionRunner, extension_values
+from pca_core.agent.extensions import STOP_GRACE, ExtensionRunner, extension_values
 from pca_core.agent.lane import Lane
 from pca_core.agent.outbox import Outbox
 from pca_core.agent.ports import PortWatcher
@@ -85,7 +86,7 @@ class Agent:
         self.identity = self.config.identity
         self.state = runtime.state
         self.stop_event = stop
-        self._lane = Lane(runtime.scheduler)
+        self._lane = Lane()
         repo = runtime.artifact_repo
         self.artifacts = ArtifactManager(self.config, repo, runtime.scheduler, post=self._lane.post,
                                          on_update=self._on_artifact_update) if repo is not None else None
@@ -118,6 +119,8 @@ class Agent:
         """
         self.outbox.open()
         self.runtime.on_stop(self.outbox.close)
+        self._lane.start()
+        self.runtime.on_drain(self._stop_lane)
         self.telemetry.sink.start()
         self.runtime.on_stop(self.telemetry.sink.close)
         self.control.start()
@@ -131,7 +134,19 @@ class Agent:
         self._lane.post("start", self._begin)
         return True
 
+    def _stop_lane(self, left: float) -> bool:
+        # The step in flight gets what is left of the deadline. A script it still runs then is killed
+        # with its process group, and the step ends without waiting for it.
+        self._lane.stop()
+        if self._lane.join(left):
+            return True
+        self.extensions.close()
+        if not self._lane.join(STOP_GRACE):
+            _log.warning("stopping: lifecycle step %s abandoned", self._lane.current)
+        return False
+
     def _close(self, _left: float) -> None:
+        self.extensions.close()  # no script starts from now on
         self.control.close(1.0)
         if self.artifacts is not None:
             self.artifacts.close()

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from pca_core._version import __version__
@@ -129,8 +129,8 @@ def _run(args: argparse.Namespace) -> int:
     runtime = Runtime(_load(args), source=args.config)
     runtime.load()
     stop = threading.Event()
-    install_signal_handlers(stop)
     agent = Agent(runtime, stop)
+    install_signal_handlers(stop, before_exit=agent.extensions.kill_now)
     try:
         if agent.start():
             _log.info("agent running; waiting for a stop signal")
@@ -195,23 +195,39 @@ def wait_for_stop(stop: threading.Event) -> None:
         pass
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``; a second one ends the process at once."""
+def install_signal_handlers(stop: threading.Event, *,
+                            before_exit: Callable[[], object] | None = None) -> None:
+    """SIGTERM, SIGINT and SIGHUP set ``stop``; a second one calls ``before_exit`` and exits at once.
+
+    SIGHUP does not reload the configuration (a changed transport or identity would need the agent
+    rebuilt); it stops the agent gracefully, saying so, rather than killing it as its default action does.
+
+    Args:
+        stop: the event the agent waits on.
+        before_exit: what must not outlive the process (the extensions' process groups); it must be quick
+            and safe in a signal handler.
+    """
     received: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if received:
             _log.warning("%s again: exiting now", name)
+            if before_exit is not None:
+                before_exit()
             os._exit(128 + signum)
         received.append(signum)
-        _log.info("%s: shutting down gracefully (send it again to exit at once)", name)
+        if signum == signal.SIGHUP:
+            _log.warning("SIGHUP: reloading the configuration is not supported; shutting down gracefully "
+                         "(start pca again to apply a changed configuration)")
+        else:
+            _log.info("%s: shutting down gracefully (send it again to exit at once)", name)
         # Not stop.set() here: the handler runs on the main thread, which may be inside stop.wait()
         # holding the event's lock; setting it from a short-lived thread cannot deadlock.
         threading.Thread(target=stop.set, name="pca-signal").start()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
 
 
 def _plugins(args: argparse.Namespace) -> int:

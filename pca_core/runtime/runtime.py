@@ -51,6 +51,7 @@ class Runtime:
         self.handlers: list[EventHandler] = []
         self.artifact_repo: ArtifactRepo | None = None
         self._closers: list[Callable[[float], object]] = []
+        self._drains: list[Callable[[float], bool]] = []
 
     def load(self, environ: Mapping[str, str] | None = None) -> None:
         """Loads, checks and builds every selected plugin (none other is imported).
@@ -111,6 +112,14 @@ class Runtime:
         """
         self._closers.append(closer)
 
+    def on_drain(self, drain: Callable[[float], bool]) -> None:
+        """Registers ``drain(seconds_left)`` to run at :meth:`stop`, to finish work of a thread of its own.
+
+        Drains run once intake has stopped and before the scheduler stops, so that the work may still use
+        the scheduler; each returns whether its work finished.
+        """
+        self._drains.append(drain)
+
     def _connect(self, transport: Transport, stop: threading.Event) -> bool:
         backoff = self.config.transport.backoff()
         while not stop.is_set():
@@ -136,6 +145,8 @@ class Runtime:
             return max(deadline - time.monotonic(), 0.0)
 
         finished = self.dispatcher.stop(left())
+        for drain in self._drains:
+            finished = drain(left()) and finished
         finished = self.scheduler.shutdown(left()) and finished
         for closer in reversed(self._closers):
             try:
