@@ -110,8 +110,8 @@ def configure(level: str = "INFO", fmt: str = "plain", file: str | None = None) 
     """Sends every log record at ``level`` or above to stderr, or to ``file``.
 
     Raises:
-        ValueError: an unknown level or format.
-        OSError: the file cannot be opened.
+        ValueError: an unknown level or format, or a file that cannot be opened (its directory is missing,
+            or permission is denied); the message names it.
     """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -119,12 +119,7 @@ def configure(level: str = "INFO", fmt: str = "plain", file: str | None = None) 
     formatters = {"plain": PlainFormatter, "json": JsonFormatter}
     if fmt not in formatters:
         raise ValueError(f"unknown log format {fmt!r} (plain, json)")
-    handler: logging.Handler
-    if file:
-        Path(file).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(file, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
+    handler = _file_handler(file) if file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatters[fmt]())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -133,3 +128,16 @@ def configure(level: str = "INFO", fmt: str = "plain", file: str | None = None) 
     root.setLevel(numeric)
     # stevedore logs a missing or broken plugin at ERROR; pca reports those itself, once.
     logging.getLogger("stevedore").setLevel(logging.CRITICAL)
+
+
+def _file_handler(file: str) -> logging.Handler:
+    # No directory is created: made by the agent (often root), it would get whatever owner and mode that
+    # happens to give, and a mistyped path would go unnoticed.
+    directory = Path(file).absolute().parent
+    if not directory.is_dir():
+        raise ValueError(f"--log-file {file}: the directory {directory} does not exist; create it (with the "
+                         "owner and mode the log should have) or choose another path")
+    try:
+        return logging.FileHandler(file, encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"--log-file {file}: cannot be opened: {exc.strerror or exc}") from None

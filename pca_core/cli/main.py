@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -91,26 +92,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pca: error: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "plugins":
-            return _plugins(args)
-        if args.command == "config":
-            return _config_check(args)
-        if args.command == "events":
-            return _events_check(args)
-        if args.command == "simulate":
-            return _simulate(args)
-        if args.command in ("status", "maintenance", "sync"):
-            return _control(args)
-        from pca_core.cli.demo import demo
-
-        return demo(args.transport, args.url)
+        code = _command(args)
+        sys.stdout.flush()  # here, not at exit, so that a reader that went away is handled below
+        return code
     except PcaError as exc:
         print(f"pca: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        # `pca status | head -1`: the reader has what it wanted. Nothing more reaches stdout, not even
+        # the interpreter's last flush; the exit code is the one a shell gives a command SIGPIPE ended.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Runs the parsed command; returns its exit code."""
+    if args.command == "run":
+        return _run(args)
+    if args.command == "plugins":
+        return _plugins(args)
+    if args.command == "config":
+        return _config_check(args)
+    if args.command == "events":
+        return _events_check(args)
+    if args.command == "simulate":
+        return _simulate(args)
+    if args.command in ("status", "maintenance", "sync"):
+        return _control(args)
+    from pca_core.cli.demo import demo
+
+    return demo(args.transport, args.url)
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe that nobody reads any more (Linux flags its writing end POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # not a real file, or no poll() here
+        return False
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202 - returns pca_core.config.Config

@@ -190,7 +190,8 @@ class Runtime:
 
     @staticmethod
     def _log_state(state: ConnectionState, error: BaseException | None) -> None:
-        if state in (ConnectionState.LOST,):
-            _log.warning("transport connection %s: %s", state.value, error)
+        # The one line an operator sees about the connection; transports log their details at DEBUG.
+        if state is ConnectionState.LOST:
+            _log.warning("transport connection lost: %s", error)
         else:
             _log.info("transport %s", state.value)

@@ -1,6 +1,7 @@
 """The ``pca`` command, run as a user runs it: in a subprocess."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -119,11 +120,21 @@ def test_json_log_lines(memory_config):
 
 
 def test_log_file(memory_config, tmp_path):
-    log = tmp_path / "logs" / "pca.log"
+    log = tmp_path / "pca.log"
     result = run_pca("--log-file", str(log), "config", "check", "--config", str(memory_config))
     assert result.returncode == 0
     assert "configuration is valid" in log.read_text()
     assert result.stderr == ""
+
+
+def test_a_log_file_in_a_missing_directory_is_refused(memory_config, tmp_path):
+    missing = tmp_path / "logs" / "pca"
+    log = missing / "pca.log"
+    result = run_pca("--log-file", str(log), "config", "check", "--config", str(memory_config))
+    assert result.returncode == 2
+    assert result.stderr == (f"pca: error: --log-file {log}: the directory {missing} does not exist; create "
+                             "it (with the owner and mode the log should have) or choose another path\n")
+    assert not (tmp_path / "logs").exists()  # nothing created on the way
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -220,3 +231,32 @@ def test_demo_over_a_transport_that_is_not_installed_gives_the_hint():
     result = run_pca("demo", "--transport", "amqp", "--url", "amqp://localhost:5672")
     assert result.returncode == 1
     assert "pip install pca-amqp" in result.stderr and "Traceback" not in result.stderr
+
+
+def _with_stdout_closed_early(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``pca ARGS`` with a stdout pipe whose reader has gone, as in ``pca ARGS | head -0``."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        return subprocess.run([sys.executable, "-m", "pca_core", *args], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+
+
+def test_a_stdout_closed_early_ends_the_command_quietly(tmp_path):
+    from pca_core.agent.control import ControlServer
+
+    state = Path(tempfile.mkdtemp(prefix="pca-", dir="/tmp"))
+    server = ControlServer(state / "control.sock", {"status": lambda _a: {"phase": "active"}})
+    server.start()
+    try:
+        status = _with_stdout_closed_early("status", "--state-dir", str(state))
+    finally:
+        server.close(10.0)
+        shutil.rmtree(state, ignore_errors=True)
+    listing = _with_stdout_closed_early("plugins")  # writes while it runs, not only at exit
+    for result in (status, listing):
+        assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+        assert result.stderr == ""
+        assert result.returncode == 141  # as a shell reports a process that SIGPIPE ended

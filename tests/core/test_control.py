@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pca_core.agent.control import (
+    MAX_CONNECTIONS,
     MAX_REQUEST_BYTES,
     AgentAlreadyRunning,
     AgentNotRunning,
@@ -28,6 +29,7 @@ from pca_core.agent.control import (
     call,
 )
 from pca_core.api.errors import PcaError
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -223,6 +225,22 @@ def test_an_existing_directory_is_left_as_it_is(short_dir, serve):
     serve(short_dir / "control.sock")
     assert stat.S_IMODE(short_dir.stat().st_mode) == 0o750
     assert stat.S_IMODE((short_dir / "control.sock").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o757, 0o1777, 0o770])
+def test_a_directory_others_may_write_to_is_refused(short_dir, mode):
+    # The check reads the mode bits, so it holds when the tests run as root too.
+    short_dir.chmod(mode)
+    server = ControlServer(short_dir / "control.sock", COMMANDS)
+    with pytest.raises(ControlError) as info:
+        server.start()
+    assert str(info.value) == (
+        f"the control channel's directory {short_dir} is writable by other users (mode {mode:04o}), who "
+        f"could replace the agent's socket; make it writable by its owner only (chmod go-w {short_dir}) "
+        "or choose another agent.state_dir")
+    assert list(short_dir.iterdir()) == []  # no socket made
+    assert stat.S_IMODE(short_dir.stat().st_mode) == mode  # and the directory left as it is
+    assert _control_threads() == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not hasattr(socket, "SO_PEERCRED"),
@@ -439,3 +457,45 @@ def test_close_is_not_held_up_by_a_client_that_sends_nothing_more(sock_path, ser
         reply = client.recv(65536)
     assert reply == b'{"ok": false, "error": "the agent is shutting down"}\n'
     assert not sock_path.exists()
+
+
+# --- Several clients ----------------------------------------------------------------------------------------
+
+
+def _idle_client(path: Path) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(10.0)
+    client.connect(os.fspath(path))
+    return client
+
+
+def test_an_idle_client_does_not_hold_up_the_others(sock_path, serve):
+    serve(sock_path, timeout=600.0)
+    with _idle_client(sock_path) as idle, _idle_client(sock_path) as half:
+        half.sendall(b'{"command": "ec')  # and nothing more, for now
+        # Far less than the server's read timeout: before, this waited for the idle client's 600 s.
+        assert call(sock_path, "echo", n=1, timeout=5.0) == {"got": {"n": 1}}
+        half.sendall(b'ho", "arguments": {"n": 2}}\n')
+        assert json.loads(half.recv(65536)) == {"ok": True, "result": {"got": {"n": 2}}}
+        assert call(sock_path, "echo", n=3, timeout=5.0) == {"got": {"n": 3}}
+        assert idle.fileno() >= 0  # still open, still silent
+    assert len(_control_threads()) == 1
+
+
+def test_a_client_over_the_bound_is_refused_at_once(sock_path, serve):
+    serve(sock_path, timeout=600.0)
+    idle = [_idle_client(sock_path) for _ in range(MAX_CONNECTIONS)]
+    refusal = rf"^too many control connections at once \(at most {MAX_CONNECTIONS}\); try again shortly$"
+    with pytest.raises(CommandFailed, match=refusal):
+        call(sock_path, "echo", timeout=5.0)
+    idle.pop().close()  # a place becomes free once the server has seen this one go
+    assert wait_until(lambda: _served(sock_path), timeout=10.0)
+    for client in idle:
+        client.close()
+
+
+def _served(path: Path) -> bool:
+    try:
+        return call(path, "echo", timeout=5.0) == {"got": {}}
+    except CommandFailed:
+        return False

@@ -243,7 +243,8 @@ def test_bad_credentials_raise_authentication_error_and_never_show_the_password(
     roundtrip(good)
     shown = caplog.text + str(info.value) + repr(info.value) + str(info2.value) + repr(info2.value)
     assert wrong not in shown and PASSWORD not in shown
-    assert "agent:***@" in caplog.text
+    assert "agent:***@" in str(info2.value)  # the error names the URL's user; the log lines show no user
+    assert f"connected to {auth_broker.url} " in caplog.text
 
 
 def test_credentials_refused_on_reconnect_are_logged_once_and_retried_slowly(auth_broker, make_mqtt,

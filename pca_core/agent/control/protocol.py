@@ -17,6 +17,9 @@ Command = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_REQUEST_BYTES = 64 * 1024
 """The largest request line the server reads, its newline included."""
 
+MAX_CONNECTIONS = 8
+"""The most connections the server serves at once; one more is refused with an error reply."""
+
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 """The most of a reply a client buffers."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -13,10 +14,12 @@ import struct
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pca_core.agent.control.protocol import (
+    MAX_CONNECTIONS,
     MAX_REQUEST_BYTES,
     AgentAlreadyRunning,
     BadRequest,
@@ -31,6 +34,7 @@ _log = logging.getLogger(__name__)
 
 _BACKLOG = 8
 _ACCEPT_BACKOFF = 1.0  # seconds the server waits after an accept() failure such as EMFILE
+_CLOSING_GRACE = 2.0  # seconds close() leaves the replies still being sent
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -41,10 +45,15 @@ class ControlServer:
     connection's peer is checked with ``SO_PEERCRED`` where the platform has it: only the agent's own user
     and root are served.
 
+    The thread serves up to :data:`MAX_CONNECTIONS` connections at once, reading their requests and
+    writing their replies as each is ready, so a client that is slow or silent holds up no other; one more
+    connection is answered at once that there are too many. Each connection has ``timeout`` seconds from
+    being accepted to send its request and take the reply.
+
     Commands run on the server thread, one at a time, so a command must return quickly: the agent's commands
-    schedule their work and answer at once. While a command runs no other request is read. A command may
-    ask the agent to stop (``maintenance on --stop``): its reply is still sent, even when :meth:`close` is
-    called meanwhile from another thread, or from the command itself.
+    schedule their work and answer at once. A command may ask the agent to stop (``maintenance on
+    --stop``): its reply is still sent, even when :meth:`close` is called meanwhile from another thread, or
+    from the command itself.
 
     Args:
         path: where the socket is created (at most 107 bytes on Linux).
@@ -61,6 +70,7 @@ class ControlServer:
         self._closed = False
         self._wake_write: int | None = None  # closed by close(): the thread's end then reads EOF
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we created
+        self._crowded = False  # connections were refused for the bound; logged once until one is accepted
 
     @property
     def path(self) -> Path:
@@ -70,13 +80,13 @@ class ControlServer:
     def start(self) -> None:
         """Creates the socket and starts serving.
 
-        Creates the parent directory (mode 0o700) when it is missing and replaces a stale socket file (one
-        that nobody answers on).
+        Creates the parent directory (mode 0o700) when it is missing, refuses one that its group or others
+        may write to, and replaces a stale socket file (one that nobody answers on).
 
         Raises:
             AgentAlreadyRunning: an agent already answers on the socket.
             ControlError: the path is too long for a Unix socket, is something other than a socket, or the
-                socket cannot be created.
+                socket cannot be created; or its directory is writable by other users than its owner.
             RuntimeError: the server was started before or closed.
         """
         with self._lock:
@@ -101,8 +111,9 @@ class ControlServer:
     def close(self, timeout: float) -> None:
         """Stops accepting, waits up to ``timeout`` seconds for the thread to end, and removes the socket.
 
-        A request being served is finished first, its reply sent. Idempotent; may be called from a command,
-        in which case the thread ends once it has sent that command's reply.
+        Replies already due are still sent (for up to 2 seconds), and a request still being read is answered
+        that the agent is shutting down. Idempotent; may be called from a command, in which case the thread
+        ends once it has sent that command's reply.
         """
         with self._lock:
             self._closed = True
@@ -123,9 +134,13 @@ class ControlServer:
         if not directory.is_dir():
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-        elif directory.stat().st_mode & 0o022:
-            _log.warning("control channel: %s is writable by other users, who could replace the socket",
-                         directory)
+            return
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        if mode & 0o022:  # group or world: the sticky bit would not stop them taking the name first
+            raise ControlError(
+                f"the control channel's directory {directory} is writable by other users (mode {mode:04o}), "
+                f"who could replace the agent's socket; make it writable by its owner only "
+                f"(chmod go-w {directory}) or choose another agent.state_dir")
 
     def _remove_stale(self) -> None:
         try:
@@ -193,56 +208,135 @@ class ControlServer:
 
     def _serve(self, listener: socket.socket, wake: int) -> None:
         selector = selectors.DefaultSelector()
+        selector.register(listener, selectors.EVENT_READ)
+        selector.register(wake, selectors.EVENT_READ)
+        accepting = True
+        resume_at = 0.0  # when accepting resumes after an accept() failure
         try:
-            selector.register(listener, selectors.EVENT_READ)
-            selector.register(wake, selectors.EVENT_READ)
-            while not self._closed:
-                ready = {key.fd for key, _ in selector.select()}
-                if wake in ready:
+            while True:
+                if accepting and self._closed:
+                    accepting = False
+                    self._stop_accepting(selector, listener, wake)
+                if not accepting and not _connections(selector):
                     break
-                try:
-                    connection, _ = listener.accept()
-                except (BlockingIOError, ConnectionAbortedError):
-                    continue  # the client gave up between select and accept
-                except OSError as exc:
-                    _log.error("control channel: accept failed: %s", exc.strerror)
-                    _wait_readable(wake, _ACCEPT_BACKOFF)  # e.g. EMFILE: the listener stays readable
-                    continue
-                with connection:
-                    try:
-                        self._handle(connection, wake)
-                    except Exception:  # a bug here must not end the channel
-                        _log.exception("control channel: unexpected error while serving a request")
+                now = time.monotonic()
+                if accepting and resume_at and now >= resume_at:
+                    resume_at = 0.0
+                    selector.register(listener, selectors.EVENT_READ)
+                deadlines = [c.deadline for c in _connections(selector)] + ([resume_at] if resume_at else [])
+                timeout = max(min(deadlines) - now, 0.0) if deadlines else None
+                for key, events in selector.select(timeout):
+                    if isinstance(key.data, _Connection):
+                        self._step(selector, key.data, events)
+                    elif key.fileobj is listener and not self._accept(selector, listener):
+                        selector.unregister(listener)  # e.g. EMFILE: the listener stays readable
+                        resume_at = time.monotonic() + _ACCEPT_BACKOFF
+                self._expire(selector)
         finally:
+            for connection in _connections(selector):
+                connection.sock.close()
             selector.close()
             listener.close()
             os.close(wake)
             _log.debug("control channel: server thread ended")
 
-    def _handle(self, connection: socket.socket, wake: int) -> None:
-        connection.settimeout(self._timeout)
-        deadline = time.monotonic() + self._timeout
-        refusal = _refuse_peer(connection)
-        if refusal is not None:
-            _log.warning("control channel: %s", refusal)
-            self._reply(connection, deadline, {"ok": False, "error": refusal})
-            return
+    def _accept(self, selector: selectors.BaseSelector, listener: socket.socket) -> bool:
+        """Accepts one connection, or refuses it with a reply; False when accept() itself failed."""
         try:
-            line = _read_line(connection, wake, deadline)
-        except _Stopped:
-            self._reply(connection, deadline, {"ok": False, "error": "the agent is shutting down"})
-            return
-        except BadRequest as exc:
-            _log.warning("control channel: %s", exc)
-            self._reply(connection, deadline, {"ok": False, "error": str(exc)})
-            return
+            sock, _ = listener.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return True  # the client gave up between select and accept
         except OSError as exc:
-            _log.debug("control channel: reading a request failed: %s", exc)
-            return
-        if not line:
-            _log.debug("control channel: a connection closed without a request")
-            return
-        self._reply(connection, deadline, self._run(line))
+            _log.error("control channel: accept failed: %s", exc.strerror)
+            return False
+        sock.setblocking(False)
+        refusal = _refuse_peer(sock)
+        if refusal is None and len(_connections(selector)) >= MAX_CONNECTIONS:
+            refusal = f"too many control connections at once (at most {MAX_CONNECTIONS}); try again shortly"
+            if not self._crowded:
+                self._crowded = True
+                _log.warning("control channel: %s connections are open; refusing more", MAX_CONNECTIONS)
+        elif refusal is not None:
+            _log.warning("control channel: %s", refusal)
+        if refusal is not None:
+            _send_once(sock, {"ok": False, "error": refusal})
+            sock.close()
+            return True
+        self._crowded = False
+        connection = _Connection(sock, time.monotonic() + self._timeout)
+        selector.register(sock, selectors.EVENT_READ, connection)
+        return True
+
+    def _stop_accepting(self, selector: selectors.BaseSelector, listener: socket.socket, wake: int) -> None:
+        """On close: no new connection; a request still being read is answered that the agent stops."""
+        for fileobj in (listener, wake):
+            with contextlib.suppress(KeyError):  # the listener is not registered during an accept backoff
+                selector.unregister(fileobj)
+        grace = time.monotonic() + _CLOSING_GRACE
+        for connection in _connections(selector):
+            connection.deadline = min(connection.deadline, grace)
+            if connection.reply is None:
+                self._answer(selector, connection, {"ok": False, "error": "the agent is shutting down"})
+
+    def _step(self, selector: selectors.BaseSelector, connection: _Connection, events: int) -> None:
+        """Reads from, or writes to, a connection that is ready for it."""
+        try:
+            if connection.reply is None:
+                if events & selectors.EVENT_READ:
+                    self._read(selector, connection)
+            elif events & selectors.EVENT_WRITE:
+                sent = connection.sock.send(connection.reply)
+                connection.reply = connection.reply[sent:]
+                if not connection.reply:
+                    self._drop(selector, connection)
+        except BlockingIOError:
+            pass
+        except OSError as exc:  # the client left or stopped reading; nothing to do for it
+            _log.debug("control channel: a connection failed: %s", exc)
+            self._drop(selector, connection)
+        except Exception:  # a bug here must not end the channel
+            _log.exception("control channel: unexpected error while serving a request")
+            self._drop(selector, connection)
+
+    def _read(self, selector: selectors.BaseSelector, connection: _Connection) -> None:
+        received = connection.received
+        chunk = connection.sock.recv(MAX_REQUEST_BYTES - len(received))  # never more than the limit in all
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            self._answer(selector, connection, self._run(bytes(received + chunk[:newline])))
+        elif not chunk:
+            if received:
+                self._answer(selector, connection, self._run(bytes(received)))
+            else:
+                _log.debug("control channel: a connection closed without a request")
+                self._drop(selector, connection)
+        else:
+            received += chunk
+            if len(received) >= MAX_REQUEST_BYTES:
+                error = f"request too large (more than {MAX_REQUEST_BYTES} bytes)"
+                _log.warning("control channel: %s", error)
+                self._answer(selector, connection, {"ok": False, "error": error})
+
+    def _expire(self, selector: selectors.BaseSelector) -> None:
+        """Ends the connections past their deadline; one still sending its request is told so."""
+        now = time.monotonic()
+        for connection in _connections(selector):
+            if connection.deadline <= now:
+                if connection.reply is None:
+                    _send_once(connection.sock, {"ok": False, "error": "timed out waiting for the request"})
+                else:
+                    _log.debug("control channel: a client did not take its reply in time")
+                self._drop(selector, connection)
+
+    @staticmethod
+    def _answer(selector: selectors.BaseSelector, connection: _Connection, reply: dict[str, Any]) -> None:
+        connection.reply = memoryview(_encode(reply))
+        selector.modify(connection.sock, selectors.EVENT_WRITE, connection)
+
+    @staticmethod
+    def _drop(selector: selectors.BaseSelector, connection: _Connection) -> None:
+        selector.unregister(connection.sock)
+        connection.sock.close()
 
     def _run(self, line: bytes) -> dict[str, Any]:
         try:
@@ -267,22 +361,35 @@ class ControlServer:
             return {"ok": False, "error": f"command {name!r} returned no result object (an agent bug)"}
         return {"ok": True, "result": result}
 
-    def _reply(self, connection: socket.socket, deadline: float, reply: dict[str, Any]) -> None:
-        try:
-            data = json.dumps(reply).encode() + b"\n"
-        except (TypeError, ValueError) as exc:
-            _log.error("control channel: the reply cannot be written as JSON: %s", exc)
-            error = {"ok": False, "error": f"the agent's reply is not JSON ({exc})"}
-            data = json.dumps(error).encode() + b"\n"
-        try:
-            connection.settimeout(max(deadline - time.monotonic(), 0.001))
-            connection.sendall(data)
-        except OSError as exc:  # the client left or stopped reading; nothing to do for it
-            _log.debug("control channel: sending a reply failed: %s", exc)
+
+@dataclass
+class _Connection:
+    """A client being served: its request as read so far, then the rest of its reply to send."""
+
+    sock: socket.socket
+    deadline: float  # for reading the request and sending the reply
+    received: bytearray = field(default_factory=bytearray)
+    reply: memoryview | None = None
 
 
-class _Stopped(Exception):
-    """The server was closed while a request was being read."""
+def _connections(selector: selectors.BaseSelector) -> list[_Connection]:
+    return [key.data for key in selector.get_map().values() if isinstance(key.data, _Connection)]
+
+
+def _encode(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply).encode() + b"\n"
+    except (TypeError, ValueError) as exc:
+        _log.error("control channel: the reply cannot be written as JSON: %s", exc)
+        return json.dumps({"ok": False, "error": f"the agent's reply is not JSON ({exc})"}).encode() + b"\n"
+
+
+def _send_once(sock: socket.socket, reply: dict[str, Any]) -> None:
+    """Sends a short reply without waiting: it fits in the buffer of a socket that was sent nothing yet."""
+    try:
+        sock.send(_encode(reply))
+    except OSError as exc:
+        _log.debug("control channel: sending a reply failed: %s", exc)
 
 
 def _refuse_peer(connection: socket.socket) -> str | None:
@@ -298,35 +405,3 @@ def _refuse_peer(connection: socket.socket) -> str | None:
         return None
     return f"permission denied: uid {uid} may not use the agent's control channel (only uid {os.geteuid()} " \
            "and root may)"
-
-
-def _wait_readable(fd: int, timeout: float) -> bool:
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        return bool(selector.select(timeout))
-
-
-def _read_line(connection: socket.socket, wake: int, deadline: float) -> bytes:
-    """Reads one request line (or what precedes EOF), watching ``wake`` so that close() is not held up."""
-    buffer = bytearray()
-    with selectors.DefaultSelector() as selector:
-        selector.register(connection, selectors.EVENT_READ)
-        selector.register(wake, selectors.EVENT_READ)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BadRequest("timed out waiting for the request")
-            ready = {key.fd for key, _ in selector.select(remaining)}
-            if wake in ready:
-                raise _Stopped
-            if not ready:
-                continue
-            chunk = connection.recv(MAX_REQUEST_BYTES - len(buffer))  # never more than the limit in all
-            if not chunk:
-                return bytes(buffer)
-            newline = chunk.find(b"\n")
-            if newline >= 0:
-                return bytes(buffer + chunk[:newline])
-            buffer += chunk
-            if len(buffer) >= MAX_REQUEST_BYTES:
-                raise BadRequest(f"request too large (more than {MAX_REQUEST_BYTES} bytes)")

@@ -34,7 +34,7 @@ from pca_mqtt._pump import Pump
 from pca_mqtt._retry import RetrySchedule
 from pca_mqtt._routing import Router
 from pca_mqtt._subscriptions import Subscriptions
-from pca_mqtt.urls import parse_urls
+from pca_mqtt.urls import BrokerUrl, parse_urls
 
 _log = logging.getLogger("pca_mqtt")
 
@@ -210,7 +210,7 @@ class Link:
             self._report(ConnectionState.LOST, error)
         self._sleep(self._retry.after_error())
 
-    def _connect_pass(self, request: _ConnectRequest | None) -> str | None:
+    def _connect_pass(self, request: _ConnectRequest | None) -> BrokerUrl | None:
         """Tries each URL once, in order; returns the one connected to, or None after the pass failed."""
         errors: list[PcaError] = []
         for i, url in enumerate(self.urls):
@@ -229,9 +229,11 @@ class Link:
                     request.current = str(url)
             error = self._attempt(i, attempt)
             if error is None:
-                self._connected(str(url), request)
-                return str(url)
+                self._connected(url, request)
+                return url
             errors.append(error)
+            if i + 1 < len(self.urls) and not self._abandoned():
+                _log.info("mqtt: skipped %s (%s); trying %s", url.address, error, self.urls[i + 1].address)
             if request is not None:
                 with self._cond:
                     request.current = None
@@ -277,7 +279,8 @@ class Link:
         while not all(ack.event.is_set() for ack in acks) and client.socket() is not None:
             left = deadline - time.monotonic()
             if left <= 0 or self._closing:
-                _log.warning("mqtt: no SUBACK from %s yet; messages may be missed until it comes", url)
+                _log.warning("mqtt: no SUBACK from %s yet; messages may be missed until it comes",
+                             url.address)
                 break
             self.pump.step(min(left, _STEP))
         if client.socket() is None:
@@ -287,7 +290,7 @@ class Link:
             return ConnectionFailed(NAME, f"lost while subscribing ({self._disconnect_reason})")
         return None
 
-    def _connected(self, url: str, request: _ConnectRequest | None) -> None:
+    def _connected(self, url: BrokerUrl, request: _ConnectRequest | None) -> None:
         with self._cond:
             if self._closing:  # close() won the race: it reports CLOSED, and the thread disconnects
                 if request is not None:
@@ -297,8 +300,14 @@ class Link:
             self._ever_connected = True
             self._ready = self._up
             self._request = None
-        self._retry.connected(url)
-        _log.info("mqtt: connected to %s as %r", url, self.client_id)
+        self._retry.connected(str(url))
+        patterns = self.subscriptions.patterns
+        if again:
+            _log.info("mqtt: reconnected to %s as %r; %d subscriptions restored", url.address, self.client_id,
+                      patterns)
+        else:
+            subscribed = f"; subscribed to {patterns} patterns" if patterns else ""
+            _log.info("mqtt: connected to %s as %r%s", url.address, self.client_id, subscribed)
         self._report(ConnectionState.RECONNECTED if again else ConnectionState.CONNECTED, None)
         if request is not None:
             with self._cond:
@@ -306,9 +315,9 @@ class Link:
 
     def _pass_failed(self, request: _ConnectRequest | None, errors: list[PcaError]) -> None:
         refused = [e for e in errors if isinstance(e, AuthenticationError)]
-        summary = "; ".join(f"{url} ({error})" for url, error in zip(self.urls, errors, strict=False))
         if request is not None and not self._ever_connected:
             # A connect() call is waiting: it gets the error, and nothing keeps trying behind its back.
+            summary = "; ".join(f"{url} ({error})" for url, error in zip(self.urls, errors, strict=False))
             error: PcaError
             if refused:
                 error = AuthenticationError(NAME, f"mqtt: the broker refused the credentials: {summary}")
@@ -320,9 +329,11 @@ class Link:
                 self._finish(request, error)
             return
         if not self._closing:
-            self._sleep(self._retry.after_failed_pass(summary, refused=bool(refused)))
+            # The log shows addresses alone; the error raised to a connect() call names the users too.
+            tried = "; ".join(f"{u.address} ({e})" for u, e in zip(self.urls, errors, strict=False))
+            self._sleep(self._retry.after_failed_pass(tried, refused=bool(refused)))
 
-    def _serve(self, url: str) -> None:
+    def _serve(self, url: BrokerUrl) -> None:
         """Runs the client until the connection ends; then reports the loss and waits to reconnect."""
         client = self.client
         while not self._closing:
@@ -336,8 +347,10 @@ class Link:
         self.subscriptions.disconnected()
         drop_connection(client, self.urls[0], self.options)
         reason = self._disconnect_reason or "connection closed"
-        self._report(ConnectionState.LOST, ConnectionFailed(NAME, f"mqtt: lost {url}: {reason}"))
-        self._sleep(self._retry.after_loss(url, reason))
+        delay = self._retry.after_loss(url.address, reason)
+        self._report(ConnectionState.LOST, ConnectionFailed(
+            NAME, f"mqtt: lost {url.address} ({reason}); reconnecting in {delay:.1f} s"))
+        self._sleep(delay)
 
     def _shutdown(self) -> None:
         """On the way out of the thread: sends what was acknowledged and DISCONNECT, then drops."""

@@ -28,9 +28,12 @@ class RetrySchedule:
         self._refusal_logged = False
 
     def after_loss(self, url: str, reason: str) -> float:
-        """The delay after the connection to ``url`` was lost (the schedule restarts if it was stable)."""
+        """The delay after the connection to ``url`` was lost (the schedule restarts if it was stable).
+
+        Logged at DEBUG only: the transport reports the loss, and the runtime logs that for the operator.
+        """
         delay = self._backoff.lost()
-        _log.warning("mqtt: lost the connection to %s (%s); reconnecting in %.1f s", url, reason, delay)
+        _log.debug("mqtt: lost the connection to %s (%s); reconnecting in %.1f s", url, reason, delay)
         return delay
 
     def after_failed_pass(self, summary: str, *, refused: bool) -> float:

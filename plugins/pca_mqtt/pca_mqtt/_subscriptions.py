@@ -54,6 +54,11 @@ class Subscriptions:
         # packet id of the UNSUBSCRIBE sent on this connection (None: not sent yet).
         self._stale: dict[str, int | None] = {}
 
+    @property
+    def patterns(self) -> int:
+        """How many patterns are subscribed to (several subscriptions may share one)."""
+        return len(self._router.routes.patterns())
+
     def add(self, subscription: Subscription) -> SubAck | None:
         """Adds a subscription; sends its SUBSCRIBE when connected, and returns what waits for the SUBACK."""
         with self._lock:

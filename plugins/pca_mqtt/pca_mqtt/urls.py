@@ -17,7 +17,8 @@ _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}  # scheme -
 class BrokerUrl:
     """One broker of the failover list.
 
-    ``str()`` gives the URL with the password masked, which is the only form that may be logged.
+    ``str()`` gives the URL with the password masked, and :attr:`address` the URL without credentials: the
+    only forms that may be logged.
 
     Attributes:
         host: the host name or IP address.
@@ -34,12 +35,17 @@ class BrokerUrl:
     password: Secret | None = None
 
     def __str__(self) -> str:
-        scheme = "mqtts" if self.tls else "mqtt"
-        host = f"[{self.host}]" if ":" in self.host else self.host
         user = ""
         if self.username is not None:
             user = f"{self.username}:{MASK}@" if self.password is not None else f"{self.username}@"
-        return f"{scheme}://{user}{host}:{self.port}"
+        return self.address.replace("://", f"://{user}", 1)
+
+    @property
+    def address(self) -> str:
+        """The URL without any credentials (``mqtt://host:port``): what the connection log lines show."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
 
 def parse_url(text: str, *, tls: bool = False) -> BrokerUrl:
