@@ -19,7 +19,7 @@ thrift.server.admin.password=admin
 cep.stats.publisher.enabled=false
 """
 MINIMAL_PAYLOAD = ("APPLICATION_ID=app,SERVICE_NAME=php,CLUSTER_ID=php.domain,PORTS=8080,MULTITENANT=false,"
-                   "TENANT_ID=-1234")
+                   "TENANT_ID=-1234,MEMBER_ID=php.member-1")
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_mandatory_agent_keys(home, key):
 
 
 @pytest.mark.parametrize("key", ["APPLICATION_ID", "SERVICE_NAME", "CLUSTER_ID", "PORTS", "MULTITENANT",
-                                 "TENANT_ID"])
+                                 "TENANT_ID", "MEMBER_ID"])
 def test_mandatory_payload_keys_name_the_payload_file(home, key):
     payload = ",".join(p for p in MINIMAL_PAYLOAD.split(",") if not p.startswith(key + "="))
     with pytest.raises(ConfigError) as info:
