@@ -148,6 +148,9 @@ def build(tree: dict[str, Any], *, source: str, environ: Mapping[str, str],
         config = convert(tree, Config, source=source, origins=all_origins)
     except ConfigErrors as exc:
         errors += exc.errors
+    if config is not None:
+        errors += [ConfigError(origin_of(f"agent.{issue.key}", source, environ), f"agent.{issue.key}",
+                               issue.expected) for issue in config.agent.issues()]
     if errors or config is None:
         raise ConfigErrors(errors)
     return config

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import msgspec
 
+from pca_core.api.plugin import ConfigIssue
 from pca_core.api.settings import (
     ArtifactsConfig,
     PluginChoice,
@@ -53,9 +56,16 @@ class AgentConfig(Section):
     extensions_dir: str | None = None
     payload_file: str | None = None
     state_dir: str = "/var/lib/pca"
+    topology_request_interval: float = 30.0
     shutdown_timeout: float = 10.0
     dispatch_queue_size: int = 10_000
     workers: int = 4
+
+    def issues(self) -> Iterator[ConfigIssue]:
+        """An interval that cannot work."""
+        if not self.topology_request_interval > 0:
+            yield ConfigIssue("topology_request_interval",
+                              f"a number of seconds greater than 0, not {self.topology_request_interval}")
 
 
 class Config(Section):

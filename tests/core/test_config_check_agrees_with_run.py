@@ -49,6 +49,8 @@ CASES = [
     Case("unknown section", MEMORY + "[transprot]\nurls = []\n" + payload(), ("transprot: unknown key",)),
     Case("unknown agent key", MEMORY + "[agent]\nworker = 4\n" + payload(), ("agent.worker: unknown key",)),
     Case("wrong type", MEMORY + '[agent]\nworkers = "four"\n' + payload(), ("agent.workers: expected int",)),
+    Case("topology request interval", MEMORY + "[agent]\ntopology_request_interval = 0\n" + payload(),
+         ("agent.topology_request_interval: a number of seconds greater than 0, not 0",)),
     Case("qos 2", MEMORY + "qos = 2\n" + payload(), ("transport.qos: expected one of 0, 1, got 2",)),
     Case("transport not installed", '[transport]\nplugin = "amqp"\n' + payload(),
          ("transport.plugin: no transport plugin named 'amqp'", "pip install pca-amqp")),
