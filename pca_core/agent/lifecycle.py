@@ -460,8 +460,8 @@ class Agent:
         key = f"{cls.__name__}:{self.identity.member_id}" if transition else None
         if self.outbox.put(cls.TOPIC, events.encode(event), transition=key):
             _log.info("%s queued for publishing", cls.__name__)
-        else:
-            _log.info("%s was published before for this member; not again", cls.__name__)
+        else:  # the outbox said why, naming its file
+            _log.debug("%s was published before for this member; not again", cls.__name__)
 
     def _request(self, cls: type[events.Event]) -> None:
         self.outbox.put(cls.TOPIC, events.encode(cls()))

@@ -153,6 +153,8 @@ def _map(get: Params, home: Path, payload_path: Path) -> dict[str, Any]:
             "metadata_service_url": get.text("metadata.service.url"),
             "extensions_dir": str(home / "extensions" / "bash"),
             "payload_file": str(payload_path),
+            # Under PCA_HOME, not /var/lib/pca: every agent of a host has its own (docs/configuration.md).
+            "state_dir": str(home / "state"),
         },
         "transport": {k: v for k, v in transport.items() if v is not None},
         "artifacts": {

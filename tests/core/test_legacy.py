@@ -187,6 +187,13 @@ def test_unknown_keys_are_warnings_not_errors(home):
     assert warnings == [f"{home / 'agent.conf'}: mb.retry.forever: unknown key, ignored"]
 
 
+def test_the_state_dir_defaults_to_one_under_pca_home(home):
+    cfg, _ = load(home)
+    assert cfg.agent.state_dir == str(home.resolve() / "state")
+    cfg, _ = load(home, environ={"PCA_AGENT__STATE_DIR": "/srv/pca-state"})
+    assert cfg.agent.state_dir == "/srv/pca-state"
+
+
 def test_environment_overrides_a_legacy_file_too(home):
     cfg, _ = load(home, environ={"PCA_TRANSPORT__URLS": "other:1883"})
     assert cfg.transport.urls == ("other:1883",)

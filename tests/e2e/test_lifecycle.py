@@ -351,7 +351,7 @@ def test_a_broker_outage_delays_status_events_and_loses_none(harness):
     plane.transport.close()
 
 
-def test_an_agent_restart_does_not_publish_a_transition_twice(harness):
+def test_an_agent_restart_does_not_publish_a_transition_twice(harness, caplog):
     plane = HandDriven(harness, ["Created", "Initialized"])
     agent = harness.start()
     assert wait_until(lambda: plane.received == ["InstanceStartedEvent", "InstanceActivatedEvent"])
@@ -359,6 +359,10 @@ def test_an_agent_restart_does_not_publish_a_transition_twice(harness):
     agent = harness.start()  # same state dir; the control plane still says Initialized (stale)
     assert wait_until(lambda: agent.phase is Phase.ACTIVE)
     assert plane.received == ["InstanceStartedEvent", "InstanceActivatedEvent"]
+    # Said loudly, with the file to look at: a stale state dir would keep a re-used member from activating.
+    outbox = str(harness.home / "state" / "outbox.sqlite")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(outbox in text and "InstanceStartedEvent:php.member-1" in text for text in warnings), warnings
     plane.transport.close()
 
 
