@@ -302,11 +302,16 @@ class Agent:
         if loud:
             self._last_wait_warning = now
         if self.phase is Phase.WAITING_FOR_TOPOLOGY:
+            held = self.outbox.depth > 0  # the broker has not taken the last request yet: pile up no more
             _log.log(logging.WARNING if loud else logging.DEBUG,
                      "still waiting for the complete topology from the control plane: %d request(s) in "
-                     "%.0f s unanswered; asking again (is the control plane running, on the same broker?)",
-                     self._topology_requests, waited)
-            self._request_topology()
+                     "%.0f s unanswered; %s", self._topology_requests, waited,
+                     "the last one is still waiting for the broker" if held
+                     else "asking again (is the control plane running, on the same broker?)")
+            if held:
+                self._schedule_wait_check()
+            else:
+                self._request_topology()
         else:
             _log.log(logging.WARNING if loud else logging.DEBUG, "still waiting for %s, for %.0f s",
                      self.waiting_for(), waited)
@@ -325,6 +330,7 @@ class Agent:
                             MEMBER_LIST_JSON=json.dumps({k: json.loads(events.encode(v))
                                                          for k, v in members.items()}))
             self._set_phase(Phase.WAITING_FOR_INITIALIZATION)
+            self._schedule_wait_check()  # a whole interval before this wait is first reported
         if self.phase is not Phase.WAITING_FOR_INITIALIZATION:
             return
         status = topology.member_status(self.identity.member_id or "")
