@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -98,6 +99,25 @@ def repo_path(config: Config, tenant_id: str | None) -> str:
         raise ArtifactSyncError(_NAME, f"the repository path of tenant {tenant_id} would leave the "
                                        f"application path {root}: {path}")
     return path
+
+
+@contextlib.contextmanager
+def _as_sync_error(action: str) -> Iterator[None]:
+    """Turns an OSError (a file system or plugin failure) into an ArtifactSyncError naming ``action``.
+
+    The message holds the action (paths only) and the reason, never a URL or a credential.
+    """
+    try:
+        yield
+    except shutil.Error as exc:  # copytree: a list of (source, destination, reason), one per file
+        failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        first = f"{failures[0][0]}: {failures[0][2]}" if failures and len(failures[0]) == 3 else str(exc)
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise ArtifactSyncError(_NAME, f"{action} failed: {first}{more}") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ArtifactSyncError(_NAME, f"{action} failed: {reason}{where}") from None
 
 
 def _is_tenant_id(text: str | None) -> bool:
@@ -218,7 +238,8 @@ class ArtifactManager:
             with tracked.lock:
                 if first:
                     self._backup(spec)
-                result = self.repo.sync(spec)
+                with _as_sync_error(f"sync of {spec.path}"):
+                    result = self.repo.sync(spec)
         except ArtifactSyncError as exc:
             self._failed(tracked, event, attempt, generation, exc)
             return
@@ -255,7 +276,7 @@ class ArtifactManager:
             raise ArtifactSyncError(_NAME, "no artifact repository is known yet")
         for tracked in list(self._repos.values()):
             try:
-                with tracked.lock:
+                with tracked.lock, _as_sync_error(f"sync of {tracked.spec.path}"):
                     result = self.repo.sync(tracked.spec)
             except ArtifactSyncError as exc:
                 _log.error("%s", exc)
@@ -287,12 +308,16 @@ class ArtifactManager:
             tracked.generation += 1
             if tracked.task is not None:
                 tracked.task.cancel()
-        with lock:
-            removed = self.repo.current_revision(spec) is not None
-            if removed:
-                self.repo.remove(spec)
-                _log.info("artifacts of tenant %s removed from %s", tenant_id, path)
-            restored = self._restore(spec)
+        try:
+            with lock, _as_sync_error(f"removal of {path}"):
+                removed = self.repo.current_revision(spec) is not None
+                if removed:
+                    self.repo.remove(spec)
+                    _log.info("artifacts of tenant %s removed from %s", tenant_id, path)
+                restored = self._restore(spec)
+        except ArtifactSyncError as exc:
+            _log.error("signup removal: %s", exc)
+            return False
         return removed or restored
 
     def close(self) -> None:
@@ -339,13 +364,15 @@ class ArtifactManager:
         # committed first and pulled with --rebase).
         if settings.auto_checkout:
             try:
-                result = self.repo.sync(spec)
+                with _as_sync_error(f"sync of {spec.path}"):
+                    result = self.repo.sync(spec)
             except ArtifactSyncError as exc:
                 _log.error("%s", exc)
         if settings.auto_commit:
             message = f"tenant [{spec.tenant_id}]'s artifacts committed to local repo at {spec.path}"
             try:
-                revision = self.repo.commit_and_push(spec, message)
+                with _as_sync_error(f"commit of {spec.path}"):
+                    revision = self.repo.commit_and_push(spec, message)
             except ArtifactSyncError as exc:
                 _log.error("%s", exc)
             else:
@@ -360,16 +387,25 @@ class ArtifactManager:
         self.on_update(update)
 
     def _backup(self, spec: RepoSpec) -> None:
-        """Copies a non-empty path to ``<path>_backup`` before its first checkout (if configured)."""
+        """Copies a non-empty path to ``<path>_backup`` before its first checkout (if configured).
+
+        Raises:
+            ArtifactSyncError: the copy failed; the partial backup was removed, so a retry starts over.
+        """
         if not self.config.artifacts.initial_backup:
             return
         path = Path(spec.path)
         backup = Path(spec.path + BACKUP_SUFFIX)
-        if os.path.lexists(backup) or not path.is_dir() or not any(path.iterdir()):
-            return
-        if self.repo.current_revision(spec) is not None:
-            return  # a checkout of ours, not the initial content
-        shutil.copytree(path, backup, symlinks=True)
+        with _as_sync_error(f"initial backup of {path} to {backup}"):
+            if os.path.lexists(backup) or not path.is_dir() or not any(path.iterdir()):
+                return
+            if self.repo.current_revision(spec) is not None:
+                return  # a checkout of ours, not the initial content
+            try:
+                shutil.copytree(path, backup, symlinks=True)
+            except OSError:
+                shutil.rmtree(backup, ignore_errors=True)
+                raise
         _log.info("initial artifacts of %s backed up to %s", path, backup)
 
     def _restore(self, spec: RepoSpec) -> bool:

@@ -24,6 +24,7 @@ def control_commands(agent: Agent) -> dict[str, Command]:
             "phase": str(agent.phase),
             "member_id": agent.identity.member_id,
             "member_status": agent.state.topology.member_status(agent.identity.member_id or ""),
+            "waiting_for": agent.waiting_for(),
             "transport": transport.state.value if transport is not None else None,
             "outbox_depth": agent.outbox.depth,
             "artifact_revision": agent.artifacts.revision if agent.artifacts is not None else None,

@@ -14,7 +14,10 @@ Status events go through the durable outbox, each once per transition.
 Fixed here, compared with the original (§10): initialization is re-checked on every topology change (a
 missed MemberInitializedEvent is repaired by the next snapshot); a restart on an Active member publishes
 nothing again, and one on an In_Maintenance member returns it to service; a port timeout keeps checking
-and a later success still activates; member extensions run whenever the member exists.
+and a later success still activates; member extensions run whenever the member exists; the complete
+topology is requested again, every ``agent.topology_request_interval`` (jittered), until it arrives, so a
+control plane started after the agent still answers; and a long wait says, in the log and in ``pca
+status``, what it is waiting for.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +44,7 @@ from pca_core.api.event_handler import HandlerContext
 from pca_core.api.secrets import without_password
 from pca_core.api.transport import ConnectionState, Message
 from pca_core.runtime.runtime import Runtime
+from pca_core.runtime.scheduler import Task
 from pca_core.stratos import events
 from pca_core.stratos.events import MemberStatus
 from pca_core.stratos.signups import DomainMappingChange, DomainMappingRemoved
@@ -55,6 +61,14 @@ MEMBER_EXTENSIONS = {
     MemberStatus.ACTIVE: "MemberActivatedEvent",
     MemberStatus.SUSPENDED: "MemberSuspendedEvent",
 }
+
+REQUEST_JITTER = 0.2
+"""Each wait before another topology request is ``agent.topology_request_interval`` times a factor drawn
+between 1 - this and 1 + this, so that agents started together do not ask in step."""
+
+WAIT_WARNING_EVERY = 300.0
+"""Seconds between two WARNINGs about one long wait (the first comes at the first re-check); the checks
+in between log at DEBUG, so that a short interval does not flood the log."""
 
 
 class Phase(enum.StrEnum):
@@ -107,6 +121,11 @@ class Agent:
                                   on_open=lambda: self.post("activate", self._activate))
         self._first_activation = True
         self._tenants_announced = False
+        self._phase_since = time.time()
+        self._topology_requests = 0  # sent in this wait for the complete topology
+        self._wait_check: Task | None = None
+        self._last_wait_warning: float | None = None
+        self._rng = random.Random()
         runtime.on_message = self.on_message
 
     # --- Starting and stopping ---------------------------------------------------------------------------
@@ -146,6 +165,8 @@ class Agent:
         return False
 
     def _close(self, _left: float) -> None:
+        if self._wait_check is not None:
+            self._wait_check.cancel()
         self.extensions.close()  # no script starts from now on
         self.control.close(1.0)
         if self.artifacts is not None:
@@ -155,7 +176,28 @@ class Agent:
     def _set_phase(self, phase: Phase) -> None:
         if phase != self.phase:
             _log.info("lifecycle: %s -> %s", self.phase, phase)
+            self._phase_since = time.time()
+            self._last_wait_warning = None
             self.phase = phase
+
+    def waiting_for(self) -> str | None:
+        """What the lifecycle is waiting for, in words (``pca status``); None when it waits for nothing."""
+        phase, member = self.phase, self.identity.member_id
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self._phase_since))
+        if phase is Phase.WAITING_FOR_TOPOLOGY:
+            count = self._topology_requests
+            return (f"the complete topology from the control plane (requested {count} "
+                    f"time{'s' if count != 1 else ''} since {since})")
+        if phase is Phase.WAITING_FOR_INITIALIZATION:
+            status = self.state.topology.member_status(member or "")
+            where = f"it is {status} in the topology" if status is not None else "not in the topology"
+            return f"member {member} to be initialized: {where} (since {since})"
+        if phase is Phase.WAITING_FOR_ARTIFACTS:
+            return f"the first artifact update for cluster {self.identity.cluster_id} (since {since})"
+        if phase is Phase.ACTIVATING:
+            ports, host = ", ".join(map(str, self.identity.ports)), self.config.agent.listen_address
+            return f"ports {ports} on {host} to accept connections (since {since})"
+        return None
 
     # --- Inputs (dispatcher thread: they only post work) ---------------------------------------------------
 
@@ -234,7 +276,7 @@ class Agent:
         # The original never asked again after a reconnect; a request lost in an outage would leave the
         # agent waiting for the next periodic snapshot.
         if state is ConnectionState.RECONNECTED and self.phase is Phase.WAITING_FOR_TOPOLOGY:
-            self._lane.post("topology request", lambda: self._request(events.CompleteTopologyRequestEvent))
+            self._lane.post("topology request", self._request_topology)
 
     # --- The lifecycle (lane) ----------------------------------------------------------------------------
 
@@ -243,8 +285,52 @@ class Agent:
             ip, _, mask = self.identity.lvs_virtual_ip.partition("|")
             self._extension("CreateLVSDummyInterface", LVS_DUMMY_VIRTUAL_IP=ip, LVS_SUBNET_MASK=mask)
         self._set_phase(Phase.WAITING_FOR_TOPOLOGY)
-        self._request(events.CompleteTopologyRequestEvent)
+        self._request_topology()
         self._check_initialized()
+
+    def _request_topology(self) -> None:
+        """Requests the complete topology; the next wait check asks again if it has not arrived by then."""
+        if self.phase is not Phase.WAITING_FOR_TOPOLOGY:
+            return
+        self._topology_requests += 1
+        self._request(events.CompleteTopologyRequestEvent)
+        self._schedule_wait_check()
+
+    def _schedule_wait_check(self) -> None:
+        if self._wait_check is not None:
+            self._wait_check.cancel()  # one pending check at a time
+        delay = self.config.agent.topology_request_interval * self._rng.uniform(1 - REQUEST_JITTER,
+                                                                                1 + REQUEST_JITTER)
+        try:
+            self._wait_check = self.runtime.scheduler.call_later(
+                delay, lambda: self._lane.post("wait check", self._check_wait), name="lifecycle wait check")
+        except RuntimeError:  # the scheduler shut down: the agent is stopping
+            self._wait_check = None
+
+    def _check_wait(self) -> None:
+        """Says what a long wait is for; waiting for the topology, asks for it again."""
+        if self.phase not in (Phase.WAITING_FOR_TOPOLOGY, Phase.WAITING_FOR_INITIALIZATION):
+            return
+        waited = time.time() - self._phase_since
+        now = time.monotonic()
+        loud = self._last_wait_warning is None or now - self._last_wait_warning >= WAIT_WARNING_EVERY
+        if loud:
+            self._last_wait_warning = now
+        if self.phase is Phase.WAITING_FOR_TOPOLOGY:
+            held = self.outbox.depth > 0  # the broker has not taken the last request yet: pile up no more
+            _log.log(logging.WARNING if loud else logging.DEBUG,
+                     "still waiting for the complete topology from the control plane: %d request(s) in "
+                     "%.0f s unanswered; %s", self._topology_requests, waited,
+                     "the last one is still waiting for the broker" if held
+                     else "asking again (is the control plane running, on the same broker?)")
+            if held:
+                self._schedule_wait_check()
+            else:
+                self._request_topology()
+        else:
+            _log.log(logging.WARNING if loud else logging.DEBUG, "still waiting for %s, for %.0f s",
+                     self.waiting_for(), waited)
+            self._schedule_wait_check()
 
     def _check_initialized(self) -> None:
         self._check_posted = False
@@ -252,13 +338,14 @@ class Agent:
         if self.phase is Phase.WAITING_FOR_TOPOLOGY:
             if not topology.initialized:
                 return
-            _log.info("topology received")
+            _log.info("topology received (after %d request(s))", self._topology_requests)
             cluster = topology.cluster(self.identity.cluster_id)
             members = cluster.member_map if cluster is not None and cluster.member_map else {}
             self._extension("CompleteTopologyEvent", TOPOLOGY_JSON=events.encode(topology.topology).decode(),
                             MEMBER_LIST_JSON=json.dumps({k: json.loads(events.encode(v))
                                                          for k, v in members.items()}))
             self._set_phase(Phase.WAITING_FOR_INITIALIZATION)
+            self._schedule_wait_check()  # a whole interval before this wait is first reported
         if self.phase is not Phase.WAITING_FOR_INITIALIZATION:
             return
         status = topology.member_status(self.identity.member_id or "")
@@ -394,8 +481,8 @@ class Agent:
         key = f"{cls.__name__}:{self.identity.member_id}" if transition else None
         if self.outbox.put(cls.TOPIC, events.encode(event), transition=key):
             _log.info("%s queued for publishing", cls.__name__)
-        else:
-            _log.info("%s was published before for this member; not again", cls.__name__)
+        else:  # the outbox said why, naming its file
+            _log.debug("%s was published before for this member; not again", cls.__name__)
 
     def _request(self, cls: type[events.Event]) -> None:
         self.outbox.put(cls.TOPIC, events.encode(cls()))

@@ -105,6 +105,7 @@ class Outbox:
         self._drain_lock = threading.Lock()  # one drain at a time
         self._depth = 0
         self._opened = False
+        self._opened_at = 0.0  # wall clock: a transition recorded before it is an earlier run's
         self._closing = False
         self._requested = False  # a drain was asked for while another one held the drain lock
         self._tick: Task | None = None
@@ -152,7 +153,7 @@ class Outbox:
             db.close()
             raise
         with self._db_lock:
-            self._db, self._depth, self._opened = db, depth, True
+            self._db, self._depth, self._opened, self._opened_at = db, depth, True, time.time()
         if depth:
             self._held_back = True
             _log.info("outbox: %d message(s) left by a previous run will be published", depth)
@@ -196,7 +197,10 @@ class Outbox:
 
         Returns:
             True when the message was recorded; False, recording nothing, when ``transition`` had already
-            been recorded in this outbox (at any time, in any earlier run).
+            been recorded in this outbox (at any time, in any earlier run). A transition refused because of
+            an earlier run's record is logged at WARNING, naming the file: a state directory kept from
+            another life of the member id (or shared by two agents) would otherwise silently keep the
+            member from ever being activated.
 
         Raises:
             OutboxFull: ``max_pending`` messages are already waiting; nothing was recorded.
@@ -211,7 +215,9 @@ class Outbox:
         now = time.time()
         with self._transaction() as db:
             if transition is not None:
-                if db.execute("SELECT 1 FROM transitions WHERE key = ?", (transition,)).fetchone():
+                row = db.execute("SELECT recorded FROM transitions WHERE key = ?", (transition,)).fetchone()
+                if row is not None:
+                    self._refused(transition, row[0])
                     return False
                 db.execute("INSERT INTO transitions (key, recorded) VALUES (?, ?)", (transition, now))
             if self._depth >= self._max_pending:
@@ -223,6 +229,16 @@ class Outbox:
             self._depth += 1
         self._request_drain()
         return True
+
+    def _refused(self, transition: str, recorded: float) -> None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(recorded))
+        if recorded < self._opened_at:
+            _log.warning("outbox %s: %s was recorded by an earlier run (%s), so it is not published again; "
+                         "if this member id was re-used, or another agent shares this state directory, "
+                         "remove the file while the agent is stopped", self.path, transition, when)
+        else:
+            _log.info("outbox %s: %s was recorded already in this run (%s); not again", self.path, transition,
+                      when)
 
     def has_transition(self, transition: str) -> bool:
         """Whether ``transition`` was ever recorded in this outbox.

@@ -34,7 +34,7 @@ AGENT_KEYS = frozenset({
 })
 
 # Payload parameters the agent reads (§2.3); an agent.conf may hold them too, as the original allowed.
-PAYLOAD_KEYS = (*MANDATORY_KEYS, "CLUSTER_INSTANCE_ID", "MEMBER_ID", "INSTANCE_ID", "NETWORK_PARTITION_ID",
+PAYLOAD_KEYS = (*MANDATORY_KEYS, "CLUSTER_INSTANCE_ID", "INSTANCE_ID", "NETWORK_PARTITION_ID",
                 "PARTITION_ID", "APPLICATION_PATH", "REPO_URL", "CARTRIDGE_KEY", "COMMIT_ENABLED",
                 "LB_CLUSTER_ID", "LVS_VIRTUAL_IP", "PERSISTENCE_MAPPING", "CARTRIDGE_ALIAS", "TOKEN",
                 "GROUP_ID", "GROUP_NAME")
@@ -153,6 +153,8 @@ def _map(get: Params, home: Path, payload_path: Path) -> dict[str, Any]:
             "metadata_service_url": get.text("metadata.service.url"),
             "extensions_dir": str(home / "extensions" / "bash"),
             "payload_file": str(payload_path),
+            # Under PCA_HOME, not /var/lib/pca: every agent of a host has its own (docs/configuration.md).
+            "state_dir": str(home / "state"),
         },
         "transport": {k: v for k, v in transport.items() if v is not None},
         "artifacts": {

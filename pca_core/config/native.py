@@ -130,7 +130,7 @@ def build(tree: dict[str, Any], *, source: str, environ: Mapping[str, str],
     env_origins, env_errors = env_overrides(tree, environ)
     all_origins.update(env_origins)
     errors += env_errors
-    payload = tree.get("payload")
+    payload = tree.setdefault("payload", {})  # none at all: every mandatory key is reported missing
     if isinstance(payload, dict):
         # TOML may give numbers or booleans; payload parameters are strings, as in launch-params.
         tree["payload"] = payload = {k: str(v).lower() if isinstance(v, bool) else str(v)
@@ -148,6 +148,9 @@ def build(tree: dict[str, Any], *, source: str, environ: Mapping[str, str],
         config = convert(tree, Config, source=source, origins=all_origins)
     except ConfigErrors as exc:
         errors += exc.errors
+    if config is not None:
+        errors += [ConfigError(origin_of(f"agent.{issue.key}", source, environ), f"agent.{issue.key}",
+                               issue.expected) for issue in config.agent.issues()]
     if errors or config is None:
         raise ConfigErrors(errors)
     return config

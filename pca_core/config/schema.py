@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 import msgspec
 
+from pca_core.api.plugin import ConfigIssue
 from pca_core.api.settings import (
     ArtifactsConfig,
     PluginChoice,
@@ -55,10 +57,17 @@ class AgentConfig(Section):
     extensions_dir: str | None = None
     payload_file: str | None = None
     state_dir: str = "/var/lib/pca"
+    topology_request_interval: float = 30.0
     shutdown_timeout: float = 10.0
     dispatch_queue_size: int = 10_000
     dispatch_queue_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024  # bytes queued at most
     workers: int = 4
+
+    def issues(self) -> Iterator[ConfigIssue]:
+        """An interval that cannot work."""
+        if not self.topology_request_interval > 0:
+            yield ConfigIssue("topology_request_interval",
+                              f"a number of seconds greater than 0, not {self.topology_request_interval}")
 
 
 class Config(Section):

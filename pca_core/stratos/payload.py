@@ -11,8 +11,10 @@ from pca_core.api.secrets import Secret, mask_credentials
 
 _PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9]*([_-][A-Z0-9]+)+$")
 
-MANDATORY_KEYS = ("APPLICATION_ID", "SERVICE_NAME", "CLUSTER_ID", "PORTS", "MULTITENANT", "TENANT_ID")
-"""Payload keys the agent cannot start without (as the original agent)."""
+MANDATORY_KEYS = ("APPLICATION_ID", "SERVICE_NAME", "CLUSTER_ID", "PORTS", "MULTITENANT", "TENANT_ID",
+                  "MEMBER_ID")
+"""Payload keys the agent cannot start without: the original agent's, and ``MEMBER_ID``, which the original
+read as optional although its lifecycle waits for that member to be initialized (without it, for ever)."""
 
 
 def convert_value(raw: str) -> str | bool | None:
@@ -172,7 +174,7 @@ def read_identity(params: Params) -> Identity:
         multitenant=bool(params.flag("MULTITENANT", mandatory=True)),
         ports=tuple(ports),
         cluster_instance_id=text("CLUSTER_INSTANCE_ID"),
-        member_id=text("MEMBER_ID"),
+        member_id=text("MEMBER_ID", mandatory=True),
         instance_id=text("INSTANCE_ID"),
         network_partition_id=text("NETWORK_PARTITION_ID"),
         partition_id=text("PARTITION_ID"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -220,6 +221,28 @@ def test_initial_backup_and_its_restore_on_signup_removal(served, scheduler, tmp
     assert m.remove_tenant("-1234")
     assert sorted(p.name for p in app.iterdir()) == ["original.html"] and not backup.exists()
     assert not m.remove_tenant("-1234")  # nothing left: a no-op, not a crash
+
+
+def test_a_failed_backup_fails_the_checkout_which_is_retried(served, scheduler, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="pca_core")
+    _upstream, url = new_upstream(served)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "original.html").write_text("shipped with the image")
+    blocker = socket.socket(socket.AF_UNIX)
+    blocker.bind(str(app / "s"))  # a socket cannot be copied (even by root): the backup fails
+    updates: list[ArtifactUpdate] = []
+    m = manager(config(str(app), initial_backup=True, clone_retries=50, clone_interval=0.1), updates,
+                scheduler)
+    m.handle(event(url))
+    assert wait_until(lambda: "Retrying git clone attempt 1 failed" in caplog.text)
+    assert f"initial backup of {app} to {app}_backup failed" in caplog.text
+    assert "Traceback" not in caplog.text
+    blocker.close()
+    (app / "s").unlink()
+    assert wait_until(lambda: len(updates) == 1, timeout=15)
+    assert sorted(p.name for p in (tmp_path / "app_backup").iterdir()) == ["original.html"]
+    assert (app / "index.php").exists()
 
 
 def test_removing_an_unknown_tenant_does_nothing(served, scheduler, tmp_path):

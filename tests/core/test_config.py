@@ -12,6 +12,7 @@ CLUSTER_ID = "php.domain"
 PORTS = "8080|8443"
 MULTITENANT = false
 TENANT_ID = "-1234"
+MEMBER_ID = "php.member-1"
 """
 
 

@@ -29,6 +29,10 @@ def payload(**changes: str | None) -> str:
 MEMORY = '[transport]\nplugin = "memory"\n'
 MQTT = '[transport]\nplugin = "mqtt"\n'
 REPO = {"REPO_URL": "http://git.example/app.git", "CARTRIDGE_KEY": "tvnw63ufg9gh5111"}
+LEGACY_CONF = ("[agent]\nmb.urls=localhost:1883\nthrift.receiver.urls=localhost:7711\n"
+               "thrift.server.admin.username=admin\nthrift.server.admin.password=admin\n"
+               "cep.stats.publisher.enabled=false\n")
+LEGACY_PAYLOAD = ",".join(f"{k}={v}" for k, v in PAYLOAD.items() if k != "MEMBER_ID")
 
 
 @dataclass(frozen=True)
@@ -38,12 +42,15 @@ class Case:
     expected: tuple[str, ...]  # every one appears in the error, after the file name
     env: dict[str, str] = field(default_factory=dict)
     count: int = 1  # problems reported
+    launch_params: str | None = None  # set: ``toml`` is a legacy agent.conf with this payload beside it
 
 
 CASES = [
     Case("unknown section", MEMORY + "[transprot]\nurls = []\n" + payload(), ("transprot: unknown key",)),
     Case("unknown agent key", MEMORY + "[agent]\nworker = 4\n" + payload(), ("agent.worker: unknown key",)),
     Case("wrong type", MEMORY + '[agent]\nworkers = "four"\n' + payload(), ("agent.workers: expected int",)),
+    Case("topology request interval", MEMORY + "[agent]\ntopology_request_interval = 0\n" + payload(),
+         ("agent.topology_request_interval: a number of seconds greater than 0, not 0",)),
     Case("qos 2", MEMORY + "qos = 2\n" + payload(), ("transport.qos: expected one of 0, 1, got 2",)),
     Case("transport not installed", '[transport]\nplugin = "amqp"\n' + payload(),
          ("transport.plugin: no transport plugin named 'amqp'", "pip install pca-amqp")),
@@ -66,8 +73,8 @@ CASES = [
     Case("mqtt unknown option", MQTT + 'urls = ["broker:1883"]\n[transport.options]\nkeepalives = 5\n'
          + payload(), ("transport.options.keepalives: unknown key",)),
     Case("mqtt persistent session without a client id",
-         MQTT + 'urls = ["broker:1883"]\n[transport.options]\npersistent_session = true\n'
-         + payload(MEMBER_ID=None), ("transport.options.persistent_session: a persistent session needs",)),
+         MQTT + 'urls = ["broker:1883"]\nclient_id = ""\n[transport.options]\npersistent_session = true\n'
+         + payload(), ("transport.options.persistent_session: a persistent session needs",)),
     Case("mqtt unreadable ca file", MQTT + 'urls = ["broker:1883"]\n[transport.tls]\n'
          'ca_file = "/nonexistent/ca.pem"\n' + payload(), ("transport.tls.ca_file: a readable file",)),
     Case("memory unknown option", MEMORY + '[transport.options]\nbuss = "x"\n' + payload(),
@@ -79,6 +86,9 @@ CASES = [
     Case("streams type", MEMORY + '[[publishers]]\nplugin = "file"\nstreams = "logs"\n'
          'options = { path = "/tmp/x" }\n' + payload(), ("publishers[0].streams: expected array",)),
     Case("missing payload key", MEMORY + payload(CLUSTER_ID=None), ("CLUSTER_ID: missing",)),
+    Case("missing member id", MEMORY + payload(MEMBER_ID=None),
+         ("MEMBER_ID: missing; this key is mandatory",)),
+    Case("no payload at all", MEMORY, ("APPLICATION_ID: missing", "MEMBER_ID: missing"), count=7),
     Case("bad ports", MEMORY + payload(PORTS="eighty"), ("PORTS: expected '|'-separated TCP ports",)),
     Case("repo without key", MEMORY + payload(REPO_URL=REPO["REPO_URL"]),
          ("CARTRIDGE_KEY: missing; mandatory when REPO_URL is set",)),
@@ -86,6 +96,8 @@ CASES = [
          ("artifacts.plugin: no artifact repository plugin named 'nosuch'",)),
     Case("git timeout", MEMORY + "[artifacts.options]\ntimeout = 0\n" + payload(**REPO),
          ("artifacts.options.timeout: a positive number of seconds",)),
+    Case("legacy launch-params without a member id", LEGACY_CONF,
+         ("MEMBER_ID: missing; this key is mandatory",), launch_params=LEGACY_PAYLOAD),
     Case("environment variable", MEMORY + payload(), ("transport.qos: expected one of 0, 1, got '5'",),
          env={"PCA_TRANSPORT__QOS": "5"}),
     Case("environment section", MEMORY + payload(), ("transprot: unknown section",),
@@ -107,6 +119,10 @@ def outcomes(tmp_path_factory) -> dict[str, tuple[dict, dict, Path]]:
     runs, paths = [], {}
     for case in CASES:
         path = home / f"{case.name.replace(' ', '-')}.toml"
+        if case.launch_params is not None:
+            path = home / case.name.replace(" ", "-") / "agent.conf"
+            (path.parent / "payload").mkdir(parents=True)
+            (path.parent / "payload" / "launch-params").write_text(case.launch_params)
         path.write_text(case.toml)
         paths[case.name] = path
         runs.append({"args": ["config", "check", "--config", str(path)], "env": case.env})
@@ -139,4 +155,6 @@ def test_config_check_and_run_refuse_it_alike(outcomes, case):
         named = named[1:]
     assert len(named) == case.count, error
     where = f"environment variable {next(iter(case.env))}" if case.env else str(path)
+    if case.launch_params is not None:
+        where = str(path.parent / "payload" / "launch-params")
     assert all(where in line for line in named), error

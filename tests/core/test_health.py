@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import logging
 import os
@@ -61,9 +62,14 @@ def test_a_tick_emits_memory_and_load_with_the_members_identity_to_the_file(to_f
     assert isinstance(load, float) and load >= 0
 
 
+BARE = dataclasses.replace(identity_from_params(PAYLOAD, "payload"), member_id=None)
+"""An identity without the optional ids (MEMBER_ID is mandatory in a payload; an identity built by hand may
+lack it)."""
+
+
 def test_identity_values_the_payload_lacks_are_empty_strings():
     sink = RecordSink([], Scheduler(1))
-    records = HealthSampler(identity_from_params(PAYLOAD, "payload"), sink, memory=lambda: 1.0,
+    records = HealthSampler(BARE, sink, memory=lambda: 1.0,
                             load=lambda: 2.0).tick()
     assert [dict(r.fields) for r in records] == [
         {"name": name, "value": value, "cluster_id": "php.domain", "cluster_instance_id": "",

@@ -19,7 +19,7 @@ thrift.server.admin.password=admin
 cep.stats.publisher.enabled=false
 """
 MINIMAL_PAYLOAD = ("APPLICATION_ID=app,SERVICE_NAME=php,CLUSTER_ID=php.domain,PORTS=8080,MULTITENANT=false,"
-                   "TENANT_ID=-1234")
+                   "TENANT_ID=-1234,MEMBER_ID=php.member-1")
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_mandatory_agent_keys(home, key):
 
 
 @pytest.mark.parametrize("key", ["APPLICATION_ID", "SERVICE_NAME", "CLUSTER_ID", "PORTS", "MULTITENANT",
-                                 "TENANT_ID"])
+                                 "TENANT_ID", "MEMBER_ID"])
 def test_mandatory_payload_keys_name_the_payload_file(home, key):
     payload = ",".join(p for p in MINIMAL_PAYLOAD.split(",") if not p.startswith(key + "="))
     with pytest.raises(ConfigError) as info:
@@ -185,6 +185,13 @@ def test_messaging_transport_selects_another_transport(home):
 def test_unknown_keys_are_warnings_not_errors(home):
     _, warnings = load(home, MINIMAL_CONF + "mb.retry.forever=true\n")
     assert warnings == [f"{home / 'agent.conf'}: mb.retry.forever: unknown key, ignored"]
+
+
+def test_the_state_dir_defaults_to_one_under_pca_home(home):
+    cfg, _ = load(home)
+    assert cfg.agent.state_dir == str(home.resolve() / "state")
+    cfg, _ = load(home, environ={"PCA_AGENT__STATE_DIR": "/srv/pca-state"})
+    assert cfg.agent.state_dir == "/srv/pca-state"
 
 
 def test_environment_overrides_a_legacy_file_too(home):

@@ -234,6 +234,21 @@ def test_a_restart_delivers_what_the_previous_run_left_exactly_once(env: Env) ->
     assert env.pending_on_disk() == []
 
 
+def test_a_transition_suppressed_by_an_earlier_run_is_a_warning_naming_the_file(env: Env, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="pca_core.agent.outbox")
+    key = "InstanceActivatedEvent:m1"
+    first = env.outbox()
+    assert first.put(TOPIC, b"activated", transition=key) is True
+    assert first.put(TOPIC, b"activated again", transition=key) is False  # this run's own: no warning
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    first.close(WAIT)
+    second = env.outbox()
+    assert second.put(TOPIC, b"activated after a restart", transition=key) is False
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert str(env.path) in warning and key in warning and "earlier run" in warning
+    second.close(WAIT)
+
+
 def test_a_transition_is_recorded_once_ever(env: Env) -> None:
     receiver = env.receiver()
     first = env.outbox()

@@ -7,6 +7,8 @@ Every test runs twice: on the in-process ``memory`` transport, and over a Mosqui
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 import socket
 import tempfile
@@ -52,13 +54,14 @@ class Harness:
 
     def __init__(self, home: Path, bus: str | None = None, *, broker: Broker | None = None,
                  plugin: str = "memory", options: dict | None = None, settings: dict | None = None,
-                 **payload: str) -> None:
+                 agent: dict | None = None, **payload: str) -> None:
         self.home = home
         self.broker = broker or MemoryBroker(bus)
         self.bus = getattr(self.broker, "bus", None)
         self.plugin = plugin
         self.options = options or {}
         self.settings = settings or {}
+        self.agent_settings = agent or {}
         self.application = socket.create_server(("127.0.0.1", 0))
         self.port = self.application.getsockname()[1]
         extensions = home / "extensions"
@@ -82,7 +85,8 @@ class Harness:
         tree = {"transport": {"plugin": self.plugin, "urls": [self.broker.url], "options": self.options,
                               **self.settings},
                 "agent": {"state_dir": str(self.home / "state"), "listen_address": "127.0.0.1",
-                          "extensions_dir": str(self.home / "extensions"), "shutdown_timeout": 5},
+                          "extensions_dir": str(self.home / "extensions"), "shutdown_timeout": 5,
+                          **self.agent_settings},
                 "payload": self.payload}
         return build(json.loads(json.dumps(tree)), source="test", environ={})
 
@@ -227,6 +231,42 @@ class HandDriven:
         threading.Thread(target=self.transport.publish, args=(event.TOPIC, events.encode(event))).start()
 
 
+def test_a_control_plane_that_starts_after_the_first_request_still_activates_the_member(harness, caplog):
+    harness.agent_settings["topology_request_interval"] = 0.2
+    listener = harness.transport()  # only watches: nothing answers the requests yet
+    requests: list[str] = []
+    listener.subscribe(events.CompleteTopologyRequestEvent.TOPIC, lambda msg: requests.append(msg.topic))
+    agent = harness.start()
+    assert wait_until(lambda: len(requests) >= 1)
+    simulator, transport = control_plane(harness)
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE), agent.phase
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("waiting for the complete topology" in text for text in warnings), warnings
+    listener.close()
+    transport.close()
+    simulator.close()
+
+
+def test_status_says_what_the_agent_waits_for(harness):
+    harness.agent_settings["topology_request_interval"] = 0.2
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.WAITING_FOR_TOPOLOGY)
+
+    def waiting_for() -> str:
+        return control.call(harness.socket_path, "status")["waiting_for"] or ""
+
+    assert wait_until(lambda: re.fullmatch(r"the complete topology from the control plane \(requested [2-9] "
+                                           r"times since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\)", waiting_for()))
+    plane = HandDriven(harness, ["Created"])
+    assert wait_until(lambda: agent.phase is Phase.WAITING_FOR_INITIALIZATION)
+    assert waiting_for().startswith("member php.member-1 to be initialized: it is Created in the topology")
+    plane.stack = ["Created", "Initialized"]
+    plane.send(snapshot(plane.stack))
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    assert control.call(harness.socket_path, "status")["waiting_for"] is None
+    plane.transport.close()
+
+
 def test_a_restart_on_an_active_member_publishes_nothing_again(harness):
     plane = HandDriven(harness, ["Created", "Initialized", "Starting", "Active"])
     agent = harness.start()
@@ -311,7 +351,7 @@ def test_a_broker_outage_delays_status_events_and_loses_none(harness):
     plane.transport.close()
 
 
-def test_an_agent_restart_does_not_publish_a_transition_twice(harness):
+def test_an_agent_restart_does_not_publish_a_transition_twice(harness, caplog):
     plane = HandDriven(harness, ["Created", "Initialized"])
     agent = harness.start()
     assert wait_until(lambda: plane.received == ["InstanceStartedEvent", "InstanceActivatedEvent"])
@@ -319,6 +359,10 @@ def test_an_agent_restart_does_not_publish_a_transition_twice(harness):
     agent = harness.start()  # same state dir; the control plane still says Initialized (stale)
     assert wait_until(lambda: agent.phase is Phase.ACTIVE)
     assert plane.received == ["InstanceStartedEvent", "InstanceActivatedEvent"]
+    # Said loudly, with the file to look at: a stale state dir would keep a re-used member from activating.
+    outbox = str(harness.home / "state" / "outbox.sqlite")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(outbox in text and "InstanceStartedEvent:php.member-1" in text for text in warnings), warnings
     plane.transport.close()
 
 

@@ -56,7 +56,8 @@ def main(args: dict) -> dict:
     """Clones, pulls, commits and pushes, over git:// and http://, then removes; returns what happened."""
     work = Path(args["work"])
     payload = {"APPLICATION_ID": "app", "SERVICE_NAME": "php", "CLUSTER_ID": "php.domain", "PORTS": "80",
-               "MULTITENANT": "true", "TENANT_ID": "-1234", "CARTRIDGE_KEY": args["key"]}
+               "MULTITENANT": "true", "TENANT_ID": "-1234", "MEMBER_ID": "php.member-1",
+               "CARTRIDGE_KEY": args["key"]}
     cfg = build({"payload": payload, "agent": {"application_path": str(work / "app")},
                  "artifacts": {"auto_checkout": True, "auto_commit": True, "update_interval": 0.1}},
                 source="flow", environ={})
