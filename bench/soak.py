@@ -231,12 +231,13 @@ def realistic(plane: ControlPlane, start: int, count: int) -> Iterator[tuple[str
         yield event.TOPIC, events.encode(event)
 
 
-def interleave(good: Iterator[tuple[str, bytes]], count: int, bad: list[BadInput]) \
+def interleave(good: Iterator[tuple[str, bytes]], count: int, *bad: list[BadInput]) \
         -> Iterator[tuple[str, bytes]]:
-    """The ``count`` messages of ``good`` with those of ``bad`` spread evenly among them."""
+    """The ``count`` messages of ``good`` with those of each list of ``bad`` spread evenly among them."""
     slots: dict[int, list[BadInput]] = collections.defaultdict(list)
-    for j, item in enumerate(bad):
-        slots[count * (2 * j + 1) // (2 * len(bad))].append(item)
+    for items in bad:
+        for j, item in enumerate(items):
+            slots[count * (2 * j + 1) // (2 * len(items))].append(item)
     for i, message in enumerate(good):
         for item in slots.get(i, ()):
             yield item.topic, item.body()
@@ -342,6 +343,26 @@ def read_log(*paths: Path) -> dict[str, int]:
     return figures
 
 
+def publish(plane: ControlPlane, agent: Agent, rate: float, good: Iterator[tuple[str, bytes]], count: int,
+            *bad: list[BadInput]) -> int:
+    """Publishes ``count`` messages of ``good`` and the ``bad`` inputs among them at ``rate`` per second.
+
+    Returns once the agent has handled them all (the marker: its own member in maintenance, reported on
+    its control socket); returns how many were sent.
+    """
+    start, sent = time.monotonic(), 0
+    for sent, (topic, body) in enumerate(interleave(good, count, *bad), 1):
+        if (delay := start + sent / rate - time.monotonic()) > 0:
+            time.sleep(delay)  # pacing the publisher, not waiting for the agent
+        plane.publish(topic, body)
+        if sent % 100 == 0:
+            agent.alive()
+    plane.send(plane.set_status(MEMBER, events.MemberStatus.IN_MAINTENANCE))
+    plane.drain()
+    agent.wait_for_status(events.MemberStatus.IN_MAINTENANCE)
+    return sent
+
+
 def soak(args: argparse.Namespace, home: Path) -> dict[str, object]:
     """Runs the soak in ``home``; returns the figures."""
     bad = corpus(CLUSTER, f"{CLUSTER}.member-1")
@@ -350,44 +371,35 @@ def soak(args: argparse.Namespace, home: Path) -> dict[str, object]:
             socket.create_server(("127.0.0.1", 0)) as application:
         app_port = application.getsockname()[1]
         plane = ControlPlane(broker.port, app_port)
-        agent = Agent(home, broker.url, app_port, args.log_level)
         try:
-            def activated() -> bool:
-                agent.alive()
-                return plane.activated.is_set()
+            agent = Agent(home, broker.url, app_port, args.log_level)
             try:
-                wait_until(activated, START_TIMEOUT, "the agent activating")
-            except TimeoutError as exc:
-                raise SoakFailed(f"{exc}; its log is in {home}") from None
-            def topology(value: str) -> bytes:
-                return plane.topology(property_value=value)
-            big = [oversize(j, topology) for j in range(args.oversize)]
-            phases = [  # (realistic messages from, how many, bad inputs among them)
-                (0, warm, (bad if args.corpus_rounds else []) + big[:1]),
-                (warm, args.messages - warm, bad * max(args.corpus_rounds - 1, 0) + big[1:]),
-            ]
-            samples, sent, start = [], 0, time.monotonic()
-            for first, count, bad_inputs in phases:
-                spread = interleave(realistic(plane, first, count), count, bad_inputs)
-                for topic, body in spread:
-                    sent += 1
-                    due = start + sent / args.rate
-                    if (delay := due - time.monotonic()) > 0:
-                        time.sleep(delay)  # pacing the publisher, not waiting for the agent
-                    plane.publish(topic, body)
-                    if sent % 100 == 0:
-                        agent.alive()
-                plane.send(plane.set_status(MEMBER, events.MemberStatus.IN_MAINTENANCE))
-                plane.drain()
-                agent.wait_for_status(events.MemberStatus.IN_MAINTENANCE)
-                samples.append(agent.sample())
+                def activated() -> bool:
+                    agent.alive()
+                    return plane.activated.is_set()
+                try:
+                    wait_until(activated, START_TIMEOUT, "the agent activating")
+                except TimeoutError as exc:
+                    raise SoakFailed(f"{exc}; its log is in {home}") from None
+
+                def topology(value: str) -> bytes:
+                    return plane.topology(property_value=value)
+                big = [oversize(j, topology) for j in range(args.oversize)]
+                start = time.monotonic()
+                sent = publish(plane, agent, args.rate, realistic(plane, 0, warm), warm,
+                               bad if args.corpus_rounds else [], big[:1])
+                before = agent.sample()
                 plane.send(plane.set_status(MEMBER, events.MemberStatus.ACTIVE))
-            elapsed = time.monotonic() - start
-            code, shutdown = agent.terminate()
+                rest = args.messages - warm
+                sent += publish(plane, agent, args.rate, realistic(plane, warm, rest), rest,
+                                bad * max(args.corpus_rounds - 1, 0), big[1:])
+                after = agent.sample()
+                elapsed = time.monotonic() - start
+                code, shutdown = agent.terminate()
+            finally:
+                agent.kill()
         finally:
-            agent.kill()
             plane.close()
-    before, after = samples
     return {
         "messages": args.messages, "bad_inputs": len(bad) * args.corpus_rounds, "oversize": args.oversize,
         "sent": sent, "rate": round(sent / elapsed, 1), "elapsed_s": round(elapsed, 1),
@@ -443,6 +455,8 @@ def main() -> int:
             setattr(args, name, default)
     if args.messages < 10 or args.rate <= 0 or args.corpus_rounds < 0 or args.oversize < 0:
         parser.error("--messages at least 10, --rate above 0, --corpus-rounds and --oversize at least 0")
+    # SIGTERM ends the script through its cleanup (the agent and Mosquitto stopped), as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     home = Path(tempfile.mkdtemp(prefix="pca-soak-"))
     try:
         figures = soak(args, home)
