@@ -20,6 +20,6 @@ def test_quick_soak_reports_every_figure_and_the_agent_exits_cleanly() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
-    assert KEYS <= figures.keys()
+    assert not KEYS - figures.keys(), f"missing: {KEYS - figures.keys()}"
     assert figures["exit_code"] == 0
     assert figures["sent"] > figures["messages"]  # the corpus and the oversize messages went out too
