@@ -73,9 +73,6 @@ PENDING = 200
 LIFECYCLE = [events.MemberStatus.CREATED, events.MemberStatus.INITIALIZED, events.MemberStatus.STARTING,
              events.MemberStatus.ACTIVE]
 
-GOALS = {"rss_growth_mb": 5, "threads_growth": 0, "fds_growth": 0, "max_log_line_bytes": 4096,
-         "uncaught": 0}
-
 
 class SoakFailed(Exception):
     """The agent died, did not get going, or did not handle the workload in time."""
@@ -92,7 +89,7 @@ class ControlPlane:
     """The Stratos control plane over a paho client: the model of the topology it publishes, and replies.
 
     Args:
-        url_port: the broker's port.
+        broker_port: the broker's port.
         app_port: the member's port (in the port maps of the activation events).
     """
 
@@ -107,14 +104,17 @@ class ControlPlane:
         self._pending: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="pca-soak-control-plane")
         self._client.on_message = self._on_message
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *_args: subscribed.set()
         self._client.connect("127.0.0.1", broker_port)
         self._client.loop_start()
-        for pattern in ("initializer/#", "instance/status/#"):
-            self._client.subscribe(pattern, qos=1)
+        self._client.subscribe([("initializer/#", 1), ("instance/status/#", 1)])
+        if not subscribed.wait(START_TIMEOUT):  # before the agent starts, or its first request is lost
+            self.close()
+            raise SoakFailed("the control plane's subscription was not acknowledged")
 
     def close(self) -> None:
-        """Waits for what is pending, then disconnects."""
-        self.drain()
+        """Disconnects (what was not acknowledged yet is dropped)."""
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -287,10 +287,10 @@ class Agent:
                 connection.sendall(b'{"command": "status", "arguments": {}}\n')
                 while chunk := connection.recv(65536):
                     reply += chunk
-        except OSError:
+            answer = json.loads(reply.partition(b"\n")[0])
+            return answer["result"]["member_status"]
+        except (OSError, ValueError, KeyError, TypeError):  # not listening yet, or busy: ask again
             return None
-        answer = json.loads(reply.partition(b"\n")[0] or b"{}")
-        return answer.get("result", {}).get("member_status")
 
     def wait_for_status(self, status: str) -> None:
         """Waits until the agent reports ``status`` for its member."""
