@@ -137,7 +137,13 @@ def test_a_log_file_in_a_missing_directory_is_refused(memory_config, tmp_path):
     assert not (tmp_path / "logs").exists()  # nothing created on the way
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+_SAYS = {signal.SIGTERM: "SIGTERM: shutting down gracefully",
+         signal.SIGINT: "SIGINT: shutting down gracefully",
+         # No reload: it says so, and how to apply a changed configuration.
+         signal.SIGHUP: "SIGHUP: reloading the configuration is not supported"}
+
+
+@pytest.mark.parametrize("signum", list(_SAYS), ids=lambda signum: signal.Signals(signum).name)
 def test_a_signal_stops_the_agent_gracefully_with_exit_0(memory_config, signum):
     agent = PcaProcess("run", "--config", str(memory_config))
     try:
@@ -146,7 +152,7 @@ def test_a_signal_stops_the_agent_gracefully_with_exit_0(memory_config, signum):
         assert agent.finish() == 0
     finally:
         agent.kill()
-    assert f"{signal.Signals(signum).name}: shutting down gracefully" in agent.output
+    assert _SAYS[signum] in agent.output
     assert "transport closed" in agent.output
     assert agent.output.rstrip().endswith("stopped")
     assert "Traceback" not in agent.output
