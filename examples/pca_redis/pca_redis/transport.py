@@ -296,7 +296,7 @@ class RedisTransport(Transport):
                 lost = ConnectionFailed(PLUGIN, f"redis transport: lost the connection to {server}: {exc}",
                                         group=GROUP)
                 lost.__cause__ = exc
-                _log.warning("%s", lost)
+                _log.debug("%s", lost)  # the runtime logs LOST for the operator, once
                 self._set_state(ConnectionState.LOST, lost)
                 current = self._reconnect()
             else:
