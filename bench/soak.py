@@ -47,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -55,10 +55,12 @@ import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the test-owned Mosquitto of tests/support
 from _corpus import BadInput, corpus, oversize
-from _support import Mosquitto, wait_until
 
 from pca_core.stratos import events
+from pca_core.testing.waiting import wait_until as _waited
+from tests.support.mosquitto import Mosquitto
 
 SERVICE, CLUSTER, APPLICATION = "php", "php.soak.domain", "soak-app"
 MEMBER = f"{CLUSTER}.member-0"
@@ -68,6 +70,12 @@ SHUTDOWN_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
 HANDLED_TIMEOUT = 300.0
 """Seconds the agent gets to handle what was sent before a marker (the oversize messages are slow)."""
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Polls ``condition`` until it is true; raises TimeoutError naming ``what`` after ``timeout`` seconds."""
+    if not _waited(condition, timeout, interval):
+        raise TimeoutError(f"{what}: not within {timeout:g} s")
 PENDING = 200
 """Publishes awaiting their PUBACK at most; then the oldest is awaited."""
 LIFECYCLE = [events.MemberStatus.CREATED, events.MemberStatus.INITIALIZED, events.MemberStatus.STARTING,
