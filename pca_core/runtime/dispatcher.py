@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -144,14 +143,10 @@ class Dispatcher:
                              self.max_message_size)
             _ack(message)
             return
-        deadline = time.monotonic() + self.put_timeout
         with self._cond:
             # Within an episode of drops no message waits: each would hold the network thread again.
-            while self._accepting and not self._has_room(size) and not self._full.episode:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
+            if self._accepting and not self._has_room(size) and not self._full.episode:
+                self._cond.wait_for(lambda: not self._accepting or self._has_room(size), self.put_timeout)
             if not self._accepting:
                 self._refused += 1
                 _log.debug("shutting down: not accepting %s", bounded(message.topic))
@@ -181,22 +176,22 @@ class Dispatcher:
                                                        or self._bytes + size <= self.queue_bytes)
 
     def _run(self) -> None:
+        handled = 0  # the payload bytes of the message handled last, still counted in _bytes
         while True:
             with self._cond:
+                self._bytes -= handled
                 while not self._items and not self._stopping:
-                    self._cond.wait()
+                    self._cond.wait()  # an empty queue has room: nobody waits to put
                 if not self._items:
                     return
                 handler, message = self._items.popleft()
-                self._cond.notify_all()  # a place in the queue came free
+                self._cond.notify_all()  # room came free: a place in the queue, and the bytes handled
+            handled = len(message.payload)
             try:
                 handler(message)
             except Exception:
                 _log.exception("handler failed on a message from %s", bounded(message.topic))
             _ack(message)  # handled or failed: a message that cannot be handled is not redelivered
-            with self._cond:
-                self._bytes -= len(message.payload)
-                self._cond.notify_all()
 
 
 def _ack(message: Message) -> None:
