@@ -60,10 +60,10 @@ def test_plugins_lists_each_plugin_from_its_own_distribution():
 
 def test_run_with_an_uninstalled_transport_prints_the_install_hint(tmp_path):
     path = tmp_path / "agent.toml"
-    path.write_text('[transport]\nplugin = "amqp"\n' + PAYLOAD)
+    path.write_text('[transport]\nplugin = "kafka"\n' + PAYLOAD)
     result = run_pca("run", "--config", str(path))
     assert result.returncode == 1
-    assert "pip install pca-amqp" in result.stderr
+    assert "pip install pca-kafka" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
@@ -234,9 +234,9 @@ def test_simulate_waits_for_an_agent_and_stops_on_a_signal(memory_config):
 
 
 def test_demo_over_a_transport_that_is_not_installed_gives_the_hint():
-    result = run_pca("demo", "--transport", "amqp", "--url", "amqp://localhost:5672")
+    result = run_pca("demo", "--transport", "kafka", "--url", "kafka://localhost:9092")
     assert result.returncode == 1
-    assert "pip install pca-amqp" in result.stderr and "Traceback" not in result.stderr
+    assert "pip install pca-kafka" in result.stderr and "Traceback" not in result.stderr
 
 
 def _with_stdout_closed_early(*args: str) -> subprocess.CompletedProcess[str]:

@@ -28,6 +28,7 @@ def payload(**changes: str | None) -> str:
 
 MEMORY = '[transport]\nplugin = "memory"\n'
 MQTT = '[transport]\nplugin = "mqtt"\n'
+AMQP = '[transport]\nplugin = "amqp"\n'
 REPO = {"REPO_URL": "http://git.example/app.git", "CARTRIDGE_KEY": "tvnw63ufg9gh5111"}
 LEGACY_CONF = ("[agent]\nmb.urls=localhost:1883\nthrift.receiver.urls=localhost:7711\n"
                "thrift.server.admin.username=admin\nthrift.server.admin.password=admin\n"
@@ -52,8 +53,8 @@ CASES = [
     Case("topology request interval", MEMORY + "[agent]\ntopology_request_interval = 0\n" + payload(),
          ("agent.topology_request_interval: a number of seconds greater than 0, not 0",)),
     Case("qos 2", MEMORY + "qos = 2\n" + payload(), ("transport.qos: expected one of 0, 1, got 2",)),
-    Case("transport not installed", '[transport]\nplugin = "amqp"\n' + payload(),
-         ("transport.plugin: no transport plugin named 'amqp'", "pip install pca-amqp")),
+    Case("transport not installed", '[transport]\nplugin = "kafka"\n' + payload(),
+         ("transport.plugin: no transport plugin named 'kafka'", "pip install pca-kafka")),
     Case("publisher not installed", MEMORY + '[[publishers]]\nplugin = "nosuch"\n' + payload(),
          ("publishers[0].plugin: no log publisher plugin named 'nosuch'",)),
     Case("event handler not installed", MEMORY + '[[event_handlers]]\nplugin = "nosuch"\n' + payload(),
@@ -66,6 +67,10 @@ CASES = [
          ("transport.urls[0]: not a memory transport URL",)),
     Case("mqtt scheme", MQTT + 'urls = ["http://broker:1883"]\n' + payload(),
          ("transport.urls[0]:", "unknown scheme 'http'")),
+    Case("amqp scheme", AMQP + 'urls = ["mqtt://broker:1883"]\n' + payload(),
+         ("transport.urls[0]:", "unknown scheme 'mqtt'", 'set transport.plugin = "mqtt"')),
+    Case("amqp prefetch", AMQP + 'urls = ["amqp://broker"]\n[transport.options]\nprefetch = 0\n' + payload(),
+         ("transport.options.prefetch: 1 to 65535 messages, not 0",)),
     Case("mqtt tls and plain", MQTT + 'urls = ["mqtts://a:8883", "mqtt://b:1883"]\n' + payload(),
          ("transport.urls: mixes TLS",)),
     Case("mqtt keepalive", MQTT + 'urls = ["broker:1883"]\n[transport.options]\nkeepalive = 0\n' + payload(),
