@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from pca_core.runtime.scheduler import Scheduler
+from tests.support.certs import CertPair, TestCA
 from tests.support.dists import FakeDist, pca_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,3 +36,15 @@ def scheduler():
     running.start()
     yield running
     assert running.shutdown(10)
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory) -> TestCA:
+    """A throwaway CA for the session's TLS brokers."""
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def server_cert(test_ca) -> CertPair:
+    """A server certificate signed by ``test_ca`` for localhost and 127.0.0.1."""
+    return test_ca.issue("localhost")

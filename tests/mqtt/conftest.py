@@ -1,4 +1,7 @@
-"""Test-owned Mosquitto brokers (plain, TLS, with passwords) and a factory of mqtt transports."""
+"""Test-owned Mosquitto brokers (plain, TLS, with passwords) and a factory of mqtt transports.
+
+The test CA and its server certificate (``test_ca``, ``server_cert``) are in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +13,10 @@ from pca_mqtt import MqttOptions, MqttTransport
 
 from pca_core import TlsConfig, TransportConfig
 from pca_core.testing import build_plugin
-from tests.support.certs import TestCA
 from tests.support.mosquitto import Mosquitto
 
 FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.2}
 """Reconnect delays that keep tests short (the default schedule starts at 2 s)."""
-
-
-@pytest.fixture(scope="session")
-def test_ca(tmp_path_factory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="session")
-def server_cert(test_ca):
-    return test_ca.issue("localhost")
 
 
 def _started(broker: Mosquitto) -> Iterator[Mosquitto]:
