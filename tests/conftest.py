@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from pca_core.runtime.scheduler import Scheduler
 from tests.support.certs import CertPair, TestCA
 from tests.support.dists import FakeDist, pca_env
+from tests.support.rabbitmq import RabbitMQ
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +38,14 @@ def scheduler():
     running.start()
     yield running
     assert running.shutdown(10)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory) -> Iterator[RabbitMQ]:
+    """The session's RabbitMQ node, with the AMQP 1.0 and MQTT plugins (``mqtt_port``), for tests/amqp and
+    tests/e2e: booted by the first test that asks, shut down at the end of the session."""
+    with RabbitMQ(tmp_path_factory.mktemp("rabbitmq"), mqtt=True) as node:
+        yield node
 
 
 @pytest.fixture(scope="session")

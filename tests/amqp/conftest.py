@@ -2,7 +2,8 @@
 
 A node takes seconds to boot, so the session shares them; ``broker`` and ``tls_broker`` hand the session
 node to a test (started, should an earlier test have left it stopped), as the conformance suite expects.
-The test CA and its server certificate (``test_ca``, ``server_cert``) are in tests/conftest.py.
+The plain node (``rabbitmq``), the test CA and its server certificate (``test_ca``, ``server_cert``) are
+in tests/conftest.py: tests/e2e use them too.
 """
 
 from __future__ import annotations
@@ -18,12 +19,6 @@ from tests.support.rabbitmq import RabbitMQ
 def _booted(node: RabbitMQ) -> Iterator[RabbitMQ]:
     with node:
         yield node
-
-
-@pytest.fixture(scope="session")
-def rabbitmq(tmp_path_factory) -> Iterator[RabbitMQ]:
-    """The session's plain node, with the AMQP 1.0 and MQTT plugins (``mqtt_port``)."""
-    yield from _booted(RabbitMQ(tmp_path_factory.mktemp("rabbitmq"), mqtt=True))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,10 @@
 """The agent's whole lifecycle, against a simulated or hand-driven control plane.
 
-Every test runs twice: on the in-process ``memory`` transport, and over a Mosquitto of its own with
-``pca-mqtt``.
+Every test runs three times: on the in-process ``memory`` transport, over a Mosquitto of its own with
+``pca-mqtt``, and over the session's RabbitMQ node with ``pca-amqp``. Over AMQP, a control plane that must
+not miss what the agent publishes during a broker outage subscribes through RabbitMQ's MQTT plugin with a
+persistent session, as a Stratos control plane speaking MQTT would: RabbitMQ keeps its queue, where an
+AMQP topic subscription's queue ends with its link.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from pca_core.agent.lifecycle import Agent, Phase
 from pca_core.api.artifact_repo import ArtifactRepo, RepoSpec, SyncResult
 from pca_core.api.transport import Message, Transport
 from pca_core.cli.simulator import Simulator
-from pca_core.config import ArtifactsConfig, build
+from pca_core.config import ArtifactsConfig, TransportConfig, build
 from pca_core.runtime import discovery
 from pca_core.runtime.runtime import Runtime
 from pca_core.stratos import events
 from pca_core.testing import Broker, build_plugin
 from pca_core.testing.memory import MemoryBroker
 from tests.support.mosquitto import Mosquitto
+from tests.support.rabbitmq import RabbitMQ
 from tests.support.waiting import wait_until
 
 FAST_RECONNECT = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.2}
@@ -117,6 +121,14 @@ class Harness:
         """Another client of the agent's broker, connected; ``persistent`` keeps its session over outages."""
         config = self.config().transport
         options = dict(self.options)
+        if persistent and isinstance(self.broker, RabbitMQ):
+            config = TransportConfig(plugin="mqtt", urls=(f"mqtt://guest:guest@127.0.0.1:{self.broker.mqtt_port}",),
+                                     client_id=f"plane-{uuid.uuid4().hex[:12]}", **FAST_RECONNECT)
+            options = {"persistent_session": True}
+            cls = discovery.load_plugin(discovery.TRANSPORTS, "mqtt")
+            transport = build_plugin(cls, msgspec.structs.replace(config, options=options), key="transport")
+            transport.connect(timeout=10)
+            return transport
         if persistent and self.plugin == "mqtt":
             options["persistent_session"] = True
             config = msgspec.structs.replace(config, client_id=f"plane-{uuid.uuid4().hex[:12]}")
@@ -126,11 +138,15 @@ class Harness:
         return transport
 
 
-@pytest.fixture(params=["memory", "mqtt"])
+@pytest.fixture(params=["memory", "mqtt", "amqp"])
 def harness(request) -> Iterator[Harness]:
     home = Path(tempfile.mkdtemp(prefix="pca-", dir="/tmp"))  # short: a Unix socket lives in it
     if request.param == "memory":
         h = Harness(home, f"lifecycle-{request.node.name}")
+    elif request.param == "amqp":
+        rabbitmq = request.getfixturevalue("rabbitmq")
+        rabbitmq.start()  # the session's node; a test may stop it, and leaves it running
+        h = Harness(home, broker=rabbitmq, plugin="amqp", settings=FAST_RECONNECT)
     else:
         # Persistence on: a persistent session's queued messages survive the broker's restart.
         broker = Mosquitto(home / "mosquitto", extra=("persistence true",
@@ -142,6 +158,8 @@ def harness(request) -> Iterator[Harness]:
     h.application.close()
     if isinstance(h.broker, Mosquitto):
         h.broker.stop()
+    elif isinstance(h.broker, RabbitMQ):
+        h.broker.start()
     else:
         h.broker.close()
     shutil.rmtree(home, ignore_errors=True)

@@ -125,6 +125,7 @@ class Engine(MessagingHandler):
 
         # Container thread only.
         self._conn: Any = None
+        self._current_session: Any = None  # every link's; RabbitMQ ends it when it refuses an attach
         self._url: BrokerUrl | None = None
         self._condition: tuple[str | None, str | None] = (None, None)
         self._pass: _Pass | None = None
@@ -407,8 +408,51 @@ class Engine(MessagingHandler):
             receiving.link.close()
             receiving.link = None
 
+    def _session(self) -> Any:
+        session = self._current_session
+        if session is None or session.connection != self._conn:
+            session = self._current_session = self._conn.session()
+            session.open()
+        return session
+
+    @_guarded
+    def on_session_error(self, event: Any) -> None:
+        """The broker ended the session: RabbitMQ's answer to an attach it refuses (a missing exchange).
+
+        The links still waiting for their attach are taken as the refused ones: a subscription is dropped
+        (an ERROR names it; a ``subscribe()`` waiting for it raises), a publish fails. The other links
+        open again on a new session.
+        """
+        session = event.session
+        session.close()
+        if session != self._current_session or self._conn is None:
+            return
+        self._current_session = None
+        condition = session.remote_condition
+        reason = f"{condition.name}: {condition.description}" if condition is not None else "session ended"
+        for address, sender in list(self._senders.items()):
+            del self._senders[address]
+            refused = not sender.state & Endpoint.REMOTE_ACTIVE
+            self._fail_sender(address, TransportError(
+                NAME, f"amqp: the broker refused {address} ({reason})" if refused else
+                f"amqp: the broker ended the session ({reason}); {address} may not have been published"))
+        for receiving in list(self._receiving.values()):
+            link, receiving.link = receiving.link, None
+            if link is None:
+                continue
+            if link.state & Endpoint.REMOTE_ACTIVE:
+                self._open_receiver(receiving)
+                continue
+            del self._receiving[receiving.subscription]
+            self.active.discard(receiving.subscription)
+            receiving.refusal = reason
+            _log.error("amqp: the broker refused the subscription to %r (%s): %s; it is dropped",
+                       receiving.subscription.pattern, receiving.source, reason)
+            receiving.attached.set()
+            self._attached(receiving)
+
     def _open_receiver(self, receiving: Receiving) -> None:
-        link = self._container.create_receiver(self._conn, source=receiving.source,
+        link = self._container.create_receiver(self._session(), source=receiving.source,
                                                name=f"pca-{uuid.uuid4().hex[:16]}")
         link.max_message_size = self.config.max_message_size
         link.pca_receiving = receiving
@@ -540,7 +584,7 @@ class Engine(MessagingHandler):
             return sender
         if len(self._senders) >= self.options.max_senders:
             self._evict_idle_sender()
-        sender = self._container.create_sender(self._conn, target=address,
+        sender = self._container.create_sender(self._session(), target=address,
                                                name=f"pca-{uuid.uuid4().hex[:16]}")
         sender.pca_address = address
         self._senders[address] = sender
