@@ -12,7 +12,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from pca_amqp import AmqpOptions, AmqpTransport
+from pca_amqp import AmqpTransport
 from proton import Message as AmqpMessage
 from proton.utils import BlockingConnection
 
@@ -21,15 +21,13 @@ from pca_core import (
     ConnectionFailed,
     ConnectionState,
     Secret,
-    TransportConfig,
     TransportError,
 )
-from pca_core.testing import Inbox, StateLog, build_plugin
+from pca_core.testing import Inbox, StateLog
 from tests.support.mosquitto import Mosquitto
 from tests.support.rabbitmq import RabbitMQ
+from tests.support.transports import transports
 from tests.support.waiting import wait_until
-
-FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.2}
 
 
 @pytest.fixture
@@ -38,21 +36,7 @@ def make_amqp():
 
     Settings go to TransportConfig or AmqpOptions by name; reconnects are fast unless overridden.
     """
-    made: list[AmqpTransport] = []
-    option_names = set(AmqpOptions.__struct_fields__)
-
-    def make(*urls: str, **settings) -> AmqpTransport:
-        settings = {**FAST, **settings}
-        options = {k: v for k, v in settings.items() if k in option_names}
-        config = TransportConfig(plugin="amqp", urls=urls, options=options,
-                                 **{k: v for k, v in settings.items() if k not in option_names})
-        transport = build_plugin(AmqpTransport, config, key="transport")
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        transport.close(5.0)
+    yield from transports(AmqpTransport, "amqp")
 
 
 def _topic() -> str:

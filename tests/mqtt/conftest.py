@@ -9,14 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pca_mqtt import MqttOptions, MqttTransport
+from pca_mqtt import MqttTransport
 
-from pca_core import TlsConfig, TransportConfig
-from pca_core.testing import build_plugin
 from tests.support.mosquitto import Mosquitto
-
-FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.2}
-"""Reconnect delays that keep tests short (the default schedule starts at 2 s)."""
+from tests.support.transports import transports
 
 
 def _started(broker: Mosquitto) -> Iterator[Mosquitto]:
@@ -45,18 +41,4 @@ def make_mqtt():
 
     Settings go to TransportConfig or MqttOptions by name; reconnects are fast unless overridden.
     """
-    made: list[MqttTransport] = []
-    option_names = set(MqttOptions.__struct_fields__)
-
-    def make(*urls: str, tls: TlsConfig | None = None, **settings) -> MqttTransport:
-        settings = {**FAST, **settings}
-        options = {k: v for k, v in settings.items() if k in option_names}
-        settings_of_config = {k: v for k, v in settings.items() if k not in option_names}
-        config = TransportConfig(urls=urls, tls=tls, options=options, **settings_of_config)
-        transport = build_plugin(MqttTransport, config, key="transport")
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        transport.close(5.0)
+    yield from transports(MqttTransport, "mqtt")

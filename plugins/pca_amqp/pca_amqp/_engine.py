@@ -159,7 +159,10 @@ class Engine(MessagingHandler):
             _log.exception("amqp: the network thread failed; the transport is closed")
         finally:
             self.up = False
-            self._fail_all(TransportError(NAME, "amqp: the transport is closed"))
+            closed = TransportError(NAME, "amqp: the transport is closed")
+            self._fail_all(closed)
+            if self._pass is not None and self._pass.request is not None:
+                self._pass.request.finish(closed)
 
     def on_pca_amqp_wake(self, event: Any) -> None:  # the event type is _calls.WAKE
         self.calls.run()
@@ -208,10 +211,13 @@ class Engine(MessagingHandler):
         kwargs: dict[str, Any] = {"allowed_mechs": "PLAIN" if username else "ANONYMOUS"}
         if username:
             kwargs.update(user=username, password=_reveal(password))
-        self._conn = self._container.connect(
-            url=url.address, reconnect=False, heartbeat=self.options.heartbeat,
-            ssl_domain=self._ssl if url.tls else None, **kwargs)
-        conn = self._conn
+        try:
+            conn = self._container.connect(url=url.address, reconnect=False, heartbeat=self.options.heartbeat,
+                                           ssl_domain=self._ssl if url.tls else None, **kwargs)
+        except Exception as exc:  # proton refuses before any I/O (no SSL support compiled in, say)
+            self._attempt_failed(run, ConnectionFailed(NAME, f"cannot connect: {exc}"))
+            return
+        self._conn = conn
         run.opened = False
         run.timer = _Timer(self._container, timeout, lambda: self._attempt_timed_out(run, conn, timeout))
 
@@ -324,8 +330,14 @@ class Engine(MessagingHandler):
     @_guarded
     def on_transport_error(self, event: Any) -> None:
         condition = event.transport.condition
-        if condition is not None and event.connection == self._conn:
-            self._condition = (condition.name, condition.description)
+        conn = event.connection
+        if condition is None or conn is None or conn != self._conn:
+            return
+        self._condition = (condition.name, condition.description)
+        if condition.name == "amqp:unauthorized-access":
+            # RabbitMQ keeps the socket open for seconds after refusing the credentials: end it now.
+            self._abandon(conn)
+            self._ended()
 
     @_guarded
     def on_connection_error(self, event: Any) -> None:
@@ -344,7 +356,12 @@ class Engine(MessagingHandler):
         if conn is None or conn != self._conn:
             return
         self._conn = None
+        self._ended()
+
+    def _ended(self) -> None:
+        """The current connection is gone: the attempt failed, or a connection that was up is lost."""
         was_up, self.up = self.up, False
+        self._generation += 1  # settles posted for this connection's deliveries are dropped
         name, description = self._condition
         if self._closing:
             self._stop()
@@ -360,7 +377,6 @@ class Engine(MessagingHandler):
             return
         if not was_up:
             return
-        self._generation += 1
         delay = self._backoff.lost()
         address = self._url.address if self._url else "?"
         _log.debug("amqp: lost the connection to %s (%s); reconnecting in %.1f s", address, error, delay)
