@@ -21,7 +21,9 @@ message:
 Each figure is the best of several rounds; every queue is deleted after its round. After the last round's
 timed drain the pca transport stays connected while another N messages are put into its queue, to count
 threads: ``threads_before`` is taken once it is connected and idle, ``threads_after`` once that live burst
-was handled (goal: equal).
+was handled (goal: equal). ``raw_sent``/``raw_received`` and ``pca_sent``/``pca_received`` count the
+messages put into each receiver's queues and those it counted, over every round (the live burst included),
+after its connection was closed: equal when nothing was lost or delivered twice.
 
 Usage: python bench/amqp_throughput.py [--json] [--messages N] [--rounds R]
 """
@@ -141,8 +143,8 @@ class _RawReceiver(MessagingHandler):
         self.counter.add(event.message)
 
 
-def raw_round(node: Any, messages: int) -> float:
-    """Seconds a raw proton receiver takes to drain a preloaded queue."""
+def raw_round(node: Any, messages: int, tally: dict[str, int]) -> float:
+    """Seconds a raw proton receiver takes to drain a preloaded queue; adds to ``tally``'s counts."""
     queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
     preload(node.url, queue, messages)
     counter = Counter()
@@ -155,6 +157,8 @@ def raw_round(node: Any, messages: int) -> float:
     elapsed = time.perf_counter() - start
     container.schedule(0, _Closer(handler))
     thread.join(10)
+    tally["raw_sent"] += messages
+    tally["raw_received"] += counter.count
     node.ctl("delete_queue", queue)
     return elapsed
 
@@ -169,8 +173,11 @@ class _Closer:
         self.handler.conn.close()
 
 
-def pca_round(node: Any, messages: int, threads: dict[str, int] | None) -> float:
-    """Seconds pca-amqp plus the dispatcher take to drain a preloaded queue; fills ``threads`` if given."""
+def pca_round(node: Any, messages: int, tally: dict[str, int], threads: dict[str, int] | None) -> float:
+    """Seconds pca-amqp plus the dispatcher take to drain a preloaded queue; adds to ``tally``'s counts.
+
+    With ``threads``, a live burst follows the drain, and the thread counts around it go there.
+    """
     queue = f"bench-pca-{uuid.uuid4().hex[:8]}"
     preload(node.url, queue, messages)
     counter = Counter()
@@ -194,6 +201,8 @@ def pca_round(node: Any, messages: int, threads: dict[str, int] | None) -> float
         threads["after"] = threading.active_count()
     transport.close(5)
     dispatcher.stop(5)
+    tally["pca_sent"] += messages * (1 if threads is None else 2)
+    tally["pca_received"] += counter.count
     node.ctl("delete_queue", queue)
     return elapsed
 
@@ -211,9 +220,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pca-bench-amqp-") as tmp, RabbitMQ(Path(tmp)) as node:
         raw, pca = [], []
         threads: dict[str, int] = {}
+        tally = dict.fromkeys(("raw_sent", "raw_received", "pca_sent", "pca_received"), 0)
         for round_ in range(args.rounds):
-            raw.append(raw_round(node, args.messages))
-            pca.append(pca_round(node, args.messages, threads if round_ == args.rounds - 1 else None))
+            raw.append(raw_round(node, args.messages, tally))
+            pca.append(pca_round(node, args.messages, tally,
+                                 threads if round_ == args.rounds - 1 else None))
     raw_rate, pca_rate = args.messages / min(raw), args.messages / min(pca)
     figures = {
         "messages": args.messages,
@@ -224,6 +235,7 @@ def main() -> int:
         "ratio_pca_vs_raw": round(pca_rate / raw_rate, 3),
         "threads_before": threads["before"],
         "threads_after": threads["after"],
+        **tally,
     }
     if args.json:
         print(json.dumps(figures))
@@ -235,6 +247,8 @@ def main() -> int:
           f"{figures['ratio_pca_vs_raw']:.3f}x raw (goal >= 0.8)")
     print(f"  threads (pca run)            {figures['threads_before']} before a live burst, "
           f"{figures['threads_after']} after (goal: equal)")
+    print(f"  messages received / sent     raw {tally['raw_received']:,} / {tally['raw_sent']:,}, "
+          f"pca {tally['pca_received']:,} / {tally['pca_sent']:,} (every round, the live burst too)")
     return 0
 
 
