@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from _throughput import PAYLOAD, TIMEOUT, Counter
 from paho.mqtt.enums import CallbackAPIVersion
 from pca_mqtt import MqttOptions, MqttTransport
 
@@ -44,41 +45,6 @@ from pca_core.runtime.dispatcher import Dispatcher
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "topology/MemberActivatedEvent"
 PATTERN = "topology/#"
-PAYLOAD = (
-    b'{"serviceName":"php","clusterId":"php.php1.domain","clusterInstanceId":"php-tomcat-app-1",'
-    b'"memberId":"php.member-1","networkPartitionId":"network-partition-1","partitionId":"partition-1",'
-    b'"portMap":{"8243":{"protocol":"https","value":443,"proxy":8243},"8280":{"protocol":"http",'
-    b'"value":80,"proxy":8280}},"memberPrivateIPs":["10.0.0.11","10.0.1.11"],"defaultPrivateIP":'
-    b'"10.0.0.11","groupId":"tomcat-group","applicationId":"php-tomcat-app","memberPublicIPs":'
-    b'["20.0.0.11"],"defaultPublicIP":"20.0.0.11"}'
-)
-"""The Gson sample of topology/MemberActivatedEvent (stratos/samples), byte for byte."""
-TIMEOUT = 300.0
-
-
-class Counter:
-    """Counts messages and lets a thread wait for a total."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._reached = threading.Condition()
-        self.target = 0
-
-    def add(self, _message: object = None) -> None:
-        """Counts one message."""
-        self.count += 1
-        if self.count >= self.target:
-            with self._reached:
-                self._reached.notify_all()
-
-    def wait(self, target: int) -> None:
-        """Waits until ``target`` messages were counted."""
-        with self._reached:
-            self.target = target
-            if not self._reached.wait_for(lambda: self.count >= target, TIMEOUT):
-                raise RuntimeError(f"only {self.count} of {target} messages arrived")
-
-
 def paho_client(client_id: str, *, persistent: bool = False) -> mqtt.Client:
     """A paho client with the callback API pca uses."""
     return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
