@@ -6,7 +6,7 @@ import pytest
 from pca_amqp import Addressing, AmqpOptions, AmqpTransport, parse_url
 from pca_amqp.urls import parse_urls
 
-from pca_core import TlsConfig, TransportConfig
+from pca_core import ConfigError, TlsConfig, TransportConfig
 
 
 @pytest.mark.parametrize("text, host, port, tls", [
@@ -120,3 +120,12 @@ def test_topics_that_cannot_be_routing_keys_are_refused(call, text, expected):
 ])
 def test_a_received_messages_topic(pattern, to, subject, topic):
     assert Addressing("/topic/").topic(pattern, to, subject) == topic
+
+
+def test_tls_files_proton_cannot_use_are_a_config_error(tmp_path):
+    not_a_certificate = tmp_path / "ca.pem"
+    not_a_certificate.write_text("not a certificate\n")
+    config = TransportConfig(plugin="amqp", urls=("amqps://broker",),
+                             tls=TlsConfig(ca_file=str(not_a_certificate)))
+    with pytest.raises(ConfigError, match=r"transport\.tls"):
+        AmqpTransport(config, AmqpOptions())

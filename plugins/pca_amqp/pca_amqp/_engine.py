@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proton import Delivery, Endpoint, SSLDomain
+from proton import Delivery, Endpoint, SSLDomain, SSLException, SSLUnavailable
 from proton import Message as AmqpMessage
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
@@ -31,6 +31,7 @@ from pca_amqp.addresses import Addressing
 from pca_amqp.urls import BrokerUrl
 from pca_core.api import (
     AuthenticationError,
+    ConfigError,
     ConnectionFailed,
     ConnectionState,
     Message,
@@ -82,6 +83,13 @@ class Receiving:
     subscription: Subscription
     source: str
     link: Any = None
+    exact: str | None = None  # the pattern when it has no wildcard: every message's topic
+    credit_due: int = 0  # messages settled since the last flow of credit
+
+    def __post_init__(self) -> None:
+        pattern = self.subscription.pattern
+        if "+" not in pattern and "#" not in pattern:
+            self.exact = pattern
     attached: threading.Event = field(default_factory=threading.Event)
     refusal: str | None = None
 
@@ -139,6 +147,8 @@ class Engine(MessagingHandler):
         self._unconfirmed: dict[int, Publish] = {}
         self._tags = 0
         self._unrouted_logged = False
+        self._received: list[tuple[Subscription, Message]] = []  # handed to the handlers when quiesced
+        self._credit_due: set[Receiving] = set()
 
     # -- the thread -----------------------------------------------------------------------------------
 
@@ -166,6 +176,7 @@ class Engine(MessagingHandler):
 
     def on_pca_amqp_wake(self, event: Any) -> None:  # the event type is _calls.WAKE
         self.calls.run()
+        self._grant_credit()
 
     # -- connecting -----------------------------------------------------------------------------------
 
@@ -549,7 +560,8 @@ class Engine(MessagingHandler):
             self._accept(delivery)  # unsubscribed: dropped, as the contract says
             return
         message = event.message
-        topic = self.addressing.topic(subscription.pattern, message.address, message.subject)
+        topic = receiving.exact or self.addressing.topic(subscription.pattern, message.address,
+                                                         message.subject)
         payload = _payload(message)
         if topic is None or payload is None:
             self._accept(delivery)
@@ -560,19 +572,51 @@ class Engine(MessagingHandler):
                 _log.warning("amqp: dropped a message received through %r with %s; logged once",
                              subscription.pattern, what)
             return
-        generation = self._generation
-        post = self.calls.post
-        received = Message(topic, payload, lambda: post(lambda: self._settle(generation, delivery)))
-        try:
-            subscription.handler(received)
-        except Exception:
-            _log.exception("amqp: the handler of %r failed", subscription.pattern)
-            received.ack()
+        # receiving.link is the object _settle compares: a later wrapper of the same link would be another.
+        settle = functools.partial(self._settle, self._generation, delivery, receiving, receiving.link)
+        received = Message(topic, payload, functools.partial(self.calls.post, settle))
+        self._received.append((subscription, received))
 
-    def _settle(self, generation: int, delivery: Any) -> None:
+    @_guarded
+    def on_reactor_quiesced(self, event: Any) -> None:
+        """Hands over the batch: proton handled every event of what it read and will wait for I/O now."""
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Calls the handlers with the messages received since the last hand-over, in arrival order.
+
+        One call per batch rather than per delivery: proton's C calls release the GIL, so a handler that
+        wakes another thread (the core's dispatcher) per message would trade the GIL with it per message.
+        At most ``prefetch`` messages per subscription are unsettled, so a batch is bounded by that too.
+        """
+        received, self._received = self._received, []
+        active = self.active
+        for subscription, message in received:
+            if subscription not in active:
+                message.ack()  # unsubscribed since it arrived: dropped, and settled
+                continue
+            try:
+                subscription.handler(message)
+            except Exception:
+                _log.exception("amqp: the handler of %r failed", subscription.pattern)
+                message.ack()
+
+    def _settle(self, generation: int, delivery: Any, receiving: Receiving, link: Any) -> None:
         if generation != self._generation:
             return  # its connection is gone, and the broker requeued or dropped it
-        self._accept(delivery)
+        delivery.update(Delivery.ACCEPTED)
+        delivery.settle()
+        if receiving.link is link:  # not closed (unsubscribed) or replaced since
+            receiving.credit_due += 1
+            self._credit_due.add(receiving)
+
+    def _grant_credit(self) -> None:
+        """Gives each receiver back, in one flow frame, a credit per message settled in this batch."""
+        due, self._credit_due = self._credit_due, set()
+        for receiving in due:
+            credit, receiving.credit_due = receiving.credit_due, 0
+            if receiving.link is not None and receiving.link.state & Endpoint.LOCAL_ACTIVE:
+                receiving.link.flow(credit)
 
     def _accept(self, delivery: Any) -> None:
         delivery.update(Delivery.ACCEPTED)
@@ -705,15 +749,23 @@ def _reveal(password: Secret | str | None) -> str:
 
 
 def _ssl_domain(config: TransportConfig) -> SSLDomain:
-    """The client TLS settings: the CA file (or the system's CAs), a client certificate, verification."""
+    """The client TLS settings: the CA file (or the system's CAs), a client certificate, verification.
+
+    Raises:
+        ConfigError: proton cannot use the files, or was built without TLS support.
+    """
     tls = config.tls
-    domain = SSLDomain(SSLDomain.MODE_CLIENT)
-    if tls is not None and tls.ca_file:
-        domain.set_trusted_ca_db(tls.ca_file)
-    if tls is not None and tls.cert_file:
-        domain.set_credentials(tls.cert_file, tls.key_file or tls.cert_file, None)
-    if tls is not None and not tls.verify:
-        domain.set_peer_authentication(SSLDomain.ANONYMOUS_PEER)
-    else:
-        domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+    try:
+        domain = SSLDomain(SSLDomain.MODE_CLIENT)
+        if tls is not None and tls.ca_file:
+            domain.set_trusted_ca_db(tls.ca_file)
+        if tls is not None and tls.cert_file:
+            domain.set_credentials(tls.cert_file, tls.key_file or tls.cert_file, None)
+        if tls is not None and not tls.verify:
+            domain.set_peer_authentication(SSLDomain.ANONYMOUS_PEER)
+        else:
+            domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+    except (SSLException, SSLUnavailable) as exc:
+        raise ConfigError("amqp transport", "transport.tls", f"usable TLS files and a proton built with TLS "
+                                                             f"(proton.SSL.present()): {exc}") from None
     return domain

@@ -62,6 +62,10 @@ class AmqpTransport(Transport):
     then does the broker get credit for another; at most ``options.prefetch`` are unsettled per
     subscription. RabbitMQ's topic subscriptions are queues of the link's own, deleted when the link
     ends, so what was unsettled then is gone: the transport declares no redelivery.
+
+    Raises:
+        ValueError: a broker URL is malformed (``check_config`` reports it first).
+        ConfigError: proton cannot use the TLS files.
     """
 
     api_version = (2, 0)
