@@ -1,10 +1,10 @@
-"""The container thread: one proton Container whose handler owns the connection and every link.
+"""The container thread: one proton Container whose handler owns the connection and routes link events.
 
 proton's objects are not thread safe, so only this thread touches them; other threads post calls
-(:class:`~pca_amqp._calls.Calls`). The thread connects, walks the URL list on failure, reconnects with
-the core's backoff after a loss, restores a receiver link per subscription, sends each publish on a
-sender link of its address and reports the broker's disposition back, and settles each received message
-once the core acknowledged it, granting the broker one more credit for it.
+(:class:`~pca_amqp._calls.Calls`). The engine connects, walks the URL list on failure, reconnects with
+the core's backoff after a loss and closes; what happens on the links is the business of
+:class:`~pca_amqp._receivers.Receivers` (a receiver per subscription, settlement, credit) and
+:class:`~pca_amqp._senders.Senders` (a sender per address, dispositions).
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import uuid
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proton import Delivery, Endpoint, SSLDomain, SSLException, SSLUnavailable
-from proton import Message as AmqpMessage
+from proton import SSLDomain, SSLException, SSLUnavailable
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
@@ -27,6 +24,8 @@ from pca_amqp._calls import Calls
 from pca_amqp._errors import NAME, connection_error
 from pca_amqp._jobs import ConnectRequest, Publish
 from pca_amqp._options import AmqpOptions
+from pca_amqp._receivers import Receivers, Receiving
+from pca_amqp._senders import Senders
 from pca_amqp.addresses import Addressing
 from pca_amqp.urls import BrokerUrl
 from pca_core.api import (
@@ -34,7 +33,6 @@ from pca_core.api import (
     ConfigError,
     ConnectionFailed,
     ConnectionState,
-    Message,
     PcaError,
     Secret,
     Subscription,
@@ -77,24 +75,6 @@ class _Timer:
 
 
 @dataclass(eq=False)
-class Receiving:
-    """A subscription on the container thread: its source address and its current receiver link."""
-
-    subscription: Subscription
-    source: str
-    link: Any = None
-    exact: str | None = None  # the pattern when it has no wildcard: every message's topic
-    credit_due: int = 0  # messages settled since the last flow of credit
-
-    def __post_init__(self) -> None:
-        pattern = self.subscription.pattern
-        if "+" not in pattern and "#" not in pattern:
-            self.exact = pattern
-    attached: threading.Event = field(default_factory=threading.Event)
-    refusal: str | None = None
-
-
-@dataclass(eq=False)
 class _Pass:
     """One walk over the URL list: which URL is being tried, and why the earlier ones failed."""
 
@@ -120,7 +100,6 @@ class Engine(MessagingHandler):
         self.urls = urls
         self.addressing = addressing
         self.container_id = container_id
-        self.active: set[Subscription] = set()  # changed by callers; a delivery checks it first
         self.calls = Calls()
         self.up = False
         self.thread: threading.Thread | None = None
@@ -130,6 +109,9 @@ class Engine(MessagingHandler):
         self._container.container_id = container_id
         self._container.selectable(self.calls.injector)
         self._ssl = _ssl_domain(config) if any(url.tls for url in urls) else None
+        self.receivers = Receivers(self._container, self._session, addressing, self.calls.post,
+                                   options.prefetch, config.max_message_size)
+        self.senders = Senders(self._container, self._session, options.max_senders)
 
         # Container thread only.
         self._conn: Any = None
@@ -137,18 +119,9 @@ class Engine(MessagingHandler):
         self._url: BrokerUrl | None = None
         self._condition: tuple[str | None, str | None] = (None, None)
         self._pass: _Pass | None = None
-        self._generation = 0  # a settle posted for an earlier connection is dropped
         self._ever_connected = False
         self._refusal_logged = False
         self._closing = False
-        self._receiving: dict[Subscription, Receiving] = {}
-        self._senders: OrderedDict[str, Any] = OrderedDict()
-        self._backlog: dict[str, deque[Publish]] = {}
-        self._unconfirmed: dict[int, Publish] = {}
-        self._tags = 0
-        self._unrouted_logged = False
-        self._received: list[tuple[Subscription, Message]] = []  # handed to the handlers when quiesced
-        self._credit_due: set[Receiving] = set()
 
     # -- the thread -----------------------------------------------------------------------------------
 
@@ -170,13 +143,13 @@ class Engine(MessagingHandler):
         finally:
             self.up = False
             closed = TransportError(NAME, "amqp: the transport is closed")
-            self._fail_all(closed)
+            self.senders.fail_all(closed)
             if self._pass is not None and self._pass.request is not None:
                 self._pass.request.finish(closed)
 
     def on_pca_amqp_wake(self, event: Any) -> None:  # the event type is _calls.WAKE
         self.calls.run()
-        self._grant_credit()
+        self.receivers.grant_credit()
 
     # -- connecting -----------------------------------------------------------------------------------
 
@@ -309,10 +282,7 @@ class Engine(MessagingHandler):
             return
         run.opened = True
         self.up = not self._closing
-        for receiving in self._receiving.values():
-            if receiving.subscription in self.active:
-                self._open_receiver(receiving)
-                run.attaching.add(receiving)
+        run.attaching = self.receivers.open_all()
         if not run.attaching:
             self._ready(run)
 
@@ -327,7 +297,7 @@ class Engine(MessagingHandler):
         if self._refusal_logged:
             _log.info("amqp: %s accepted the credentials again", address)
             self._refusal_logged = False
-        count = len(self._receiving)
+        count = len(self.receivers)
         if again:
             _log.info("amqp: reconnected to %s as %r; %d subscriptions restored", address, self.container_id,
                       count)
@@ -372,7 +342,6 @@ class Engine(MessagingHandler):
     def _ended(self) -> None:
         """The current connection is gone: the attempt failed, or a connection that was up is lost."""
         was_up, self.up = self.up, False
-        self._generation += 1  # settles posted for this connection's deliveries are dropped
         name, description = self._condition
         if self._closing:
             self._stop()
@@ -380,7 +349,8 @@ class Engine(MessagingHandler):
         run = self._pass
         user = self._url.username if self._url and self._url.username is not None else self.config.username
         error = connection_error(name, description, user=user)
-        self._drop_links(ConnectionFailed(NAME, f"amqp: connection lost ({error})"))
+        self.receivers.forget_links()  # and the settles posted for their deliveries
+        self.senders.fail_all(ConnectionFailed(NAME, f"amqp: connection lost ({error})"))
         if run is not None:
             if run.opened:
                 error = ConnectionFailed(NAME, f"lost while attaching the subscriptions ({error})")
@@ -401,7 +371,7 @@ class Engine(MessagingHandler):
         """Closes the connection politely, then stops the container; within ``grace`` seconds at most."""
         self._closing = True
         self.up = False
-        self._fail_all(TransportError(NAME, "amqp: the transport is closed"))
+        self.senders.fail_all(TransportError(NAME, "amqp: the transport is closed"))
         if self._pass is not None and self._pass.request is not None:
             self._pass.request.finish(TransportError(NAME, "amqp: closed while connecting"))
         conn = self._conn
@@ -420,27 +390,71 @@ class Engine(MessagingHandler):
         self.calls.close()
         self._container.stop()
 
-    # -- subscriptions --------------------------------------------------------------------------------
-
-    def attach(self, receiving: Receiving) -> None:
-        """Adds a subscription: its receiver opens now when connected, else on the next connect."""
-        self._receiving[receiving.subscription] = receiving
-        if self.up and self._conn is not None and self._pass is None:
-            self._open_receiver(receiving)
-
-    def detach(self, subscription: Subscription) -> None:
-        """Ends a subscription: its receiver closes (the broker drops its queue)."""
-        receiving = self._receiving.pop(subscription, None)
-        if receiving is not None and receiving.link is not None:
-            receiving.link.close()
-            receiving.link = None
+    # -- links --------------------------------------------------------------------------------------
 
     def _session(self) -> Any:
+        """The session new links open on: one per connection, a new one after the broker ended it."""
         session = self._current_session
         if session is None or session.connection != self._conn:
             session = self._current_session = self._conn.session()
             session.open()
         return session
+
+    def attach(self, receiving: Receiving) -> None:
+        """Adds a subscription: its receiver opens now when connected, else on the next connect."""
+        self.receivers.add(receiving, open_now=self.up and self._conn is not None and self._pass is None)
+
+    def detach(self, subscription: Subscription) -> None:
+        """Ends a subscription: its receiver closes (the broker drops its queue)."""
+        self.receivers.remove(subscription)
+
+    def publish(self, job: Publish) -> None:
+        """Sends ``job`` on the sender link of its address (opened on first use); on the container thread."""
+        if not self.up or self._conn is None:
+            job.finish(ConnectionFailed(NAME, f"amqp: not connected; {job.address} not published"))
+            return
+        self.senders.send(job)
+
+    @_guarded
+    def on_link_opened(self, event: Any) -> None:
+        link = event.link
+        if link.is_sender:
+            self.senders.flush(link)
+        else:
+            self._attached(self.receivers.attached(link))
+
+    def _attached(self, receiving: Receiving | None) -> None:
+        """A receiver was attached or refused: the connection is ready once none is left waiting."""
+        run = self._pass
+        if receiving is not None and run is not None and run.opened and receiving in run.attaching:
+            run.attaching.discard(receiving)
+            if not run.attaching:
+                self._ready(run)
+
+    @_guarded
+    def on_link_error(self, event: Any) -> None:
+        link = event.link
+        condition = link.remote_condition
+        reason = f"{condition.name}: {condition.description}" if condition is not None else "refused"
+        link.close()
+        if link.is_sender:
+            refused = f"amqp: the broker refused {getattr(link, 'pca_address', '?')} ({reason})"
+            self.senders.link_ended(link, TransportError(NAME, refused))
+        else:
+            self._attached(self.receivers.refused(link, reason))
+
+    @_guarded
+    def on_link_closing(self, event: Any) -> None:
+        link = event.link
+        link.close()
+        if link.is_sender:
+            closed = f"amqp: the broker closed the link to {getattr(link, 'pca_address', '?')}"
+            self.senders.link_ended(link, TransportError(NAME, closed))
+            return
+        receiving = self.receivers.closed(link)
+        if receiving is not None:
+            _Timer(self._container, self.config.reconnect_delay,
+                   lambda: self.receivers.reattach(receiving) if self.up and self._pass is None else None)
 
     @_guarded
     def on_session_error(self, event: Any) -> None:
@@ -457,289 +471,40 @@ class Engine(MessagingHandler):
         self._current_session = None
         condition = session.remote_condition
         reason = f"{condition.name}: {condition.description}" if condition is not None else "session ended"
-        for address, sender in list(self._senders.items()):
-            del self._senders[address]
-            refused = not sender.state & Endpoint.REMOTE_ACTIVE
-            self._fail_sender(address, TransportError(
-                NAME, f"amqp: the broker refused {address} ({reason})" if refused else
-                f"amqp: the broker ended the session ({reason}); {address} may not have been published"))
-        for receiving in list(self._receiving.values()):
-            link, receiving.link = receiving.link, None
-            if link is None:
-                continue
-            if link.state & Endpoint.REMOTE_ACTIVE:
-                self._open_receiver(receiving)
-                continue
-            del self._receiving[receiving.subscription]
-            self.active.discard(receiving.subscription)
-            receiving.refusal = reason
-            _log.error("amqp: the broker refused the subscription to %r (%s): %s; it is dropped",
-                       receiving.subscription.pattern, receiving.source, reason)
-            receiving.attached.set()
+        self.senders.session_ended(reason)
+        for receiving in self.receivers.session_ended(reason):
             self._attached(receiving)
 
-    def _open_receiver(self, receiving: Receiving) -> None:
-        link = self._container.create_receiver(self._session(), source=receiving.source,
-                                               name=f"pca-{uuid.uuid4().hex[:16]}")
-        link.max_message_size = self.config.max_message_size
-        link.pca_receiving = receiving
-        link.flow(self.options.prefetch)
-        receiving.link = link
-
-    @_guarded
-    def on_link_opened(self, event: Any) -> None:
-        link = event.link
-        if link.is_sender:
-            self._flush(link)
-            return
-        receiving = getattr(link, "pca_receiving", None)
-        if receiving is None or receiving.link != link or link.remote_source.address is None:
-            return  # an attach without a source is refused: its detach with the reason follows
-        receiving.refusal = None
-        receiving.attached.set()
-        self._attached(receiving)
-
-    def _attached(self, receiving: Receiving) -> None:
-        run = self._pass
-        if run is not None and run.opened and receiving in run.attaching:
-            run.attaching.discard(receiving)
-            if not run.attaching:
-                self._ready(run)
-
-    @_guarded
-    def on_link_error(self, event: Any) -> None:
-        link = event.link
-        condition = link.remote_condition
-        reason = f"{condition.name}: {condition.description}" if condition is not None else "refused"
-        link.close()
-        if link.is_sender:
-            address = getattr(link, "pca_address", None)
-            if address is not None and self._senders.get(address) == link:
-                del self._senders[address]
-                refused = TransportError(NAME, f"amqp: the broker refused {address} ({reason})")
-                self._fail_sender(address, refused)
-            return
-        receiving = getattr(link, "pca_receiving", None)
-        if receiving is None or receiving.link != link:
-            return
-        receiving.link = None
-        receiving.refusal = reason
-        _log.error("amqp: the broker refused the subscription to %r (%s): %s", receiving.subscription.pattern,
-                   receiving.source, reason)
-        receiving.attached.set()
-        self._attached(receiving)
-
-    @_guarded
-    def on_link_closing(self, event: Any) -> None:
-        link = event.link
-        link.close()
-        receiving = getattr(link, "pca_receiving", None)
-        if link.is_receiver and receiving is not None and receiving.link == link:
-            receiving.link = None
-            _log.warning("amqp: the broker closed the subscription to %r; attaching it again",
-                         receiving.subscription.pattern)
-            _Timer(self._container, self.config.reconnect_delay, lambda: self._reattach(receiving))
-        elif link.is_sender and self._senders.get(getattr(link, "pca_address", None)) == link:
-            address = link.pca_address
-            del self._senders[address]
-            self._fail_sender(address, TransportError(NAME, f"amqp: the broker closed the link to {address}"))
-
-    def _reattach(self, receiving: Receiving) -> None:
-        if (self._receiving.get(receiving.subscription) is receiving and receiving.link is None
-                and self.up and self._conn is not None):
-            self._open_receiver(receiving)
-
-    # -- receiving ------------------------------------------------------------------------------------
+    # -- messages -------------------------------------------------------------------------------------
 
     @_guarded
     def on_message(self, event: Any) -> None:
-        delivery = event.delivery
-        receiving = getattr(event.link, "pca_receiving", None)
-        subscription = receiving.subscription if receiving is not None else None
-        if subscription is None or subscription not in self.active:
-            self._accept(delivery)  # unsubscribed: dropped, as the contract says
-            return
-        message = event.message
-        topic = receiving.exact or self.addressing.topic(subscription.pattern, message.address,
-                                                         message.subject)
-        payload = _payload(message)
-        if topic is None or payload is None:
-            self._accept(delivery)
-            if not self._unrouted_logged:
-                self._unrouted_logged = True
-                what = "no routing key (no address or subject)" if topic is None else (
-                    f"a body of type {type(message.body).__name__}, neither binary nor text")
-                _log.warning("amqp: dropped a message received through %r with %s; logged once",
-                             subscription.pattern, what)
-            return
-        # receiving.link is the object _settle compares: a later wrapper of the same link would be another.
-        settle = functools.partial(self._settle, self._generation, delivery, receiving, receiving.link)
-        received = Message(topic, payload, functools.partial(self.calls.post, settle))
-        self._received.append((subscription, received))
+        self.receivers.received(event.link, event.delivery, event.message)
 
     @_guarded
     def on_reactor_quiesced(self, event: Any) -> None:
         """Hands over the batch: proton handled every event of what it read and will wait for I/O now."""
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Calls the handlers with the messages received since the last hand-over, in arrival order.
-
-        One call per batch rather than per delivery: proton's C calls release the GIL, so a handler that
-        wakes another thread (the core's dispatcher) per message would trade the GIL with it per message.
-        At most ``prefetch`` messages per subscription are unsettled, so a batch is bounded by that too.
-        """
-        received, self._received = self._received, []
-        active = self.active
-        for subscription, message in received:
-            if subscription not in active:
-                message.ack()  # unsubscribed since it arrived: dropped, and settled
-                continue
-            try:
-                subscription.handler(message)
-            except Exception:
-                _log.exception("amqp: the handler of %r failed", subscription.pattern)
-                message.ack()
-
-    def _settle(self, generation: int, delivery: Any, receiving: Receiving, link: Any) -> None:
-        if generation != self._generation:
-            return  # its connection is gone, and the broker requeued or dropped it
-        delivery.update(Delivery.ACCEPTED)
-        delivery.settle()
-        if receiving.link is link:  # not closed (unsubscribed) or replaced since
-            receiving.credit_due += 1
-            self._credit_due.add(receiving)
-
-    def _grant_credit(self) -> None:
-        """Gives each receiver back, in one flow frame, a credit per message settled in this batch."""
-        due, self._credit_due = self._credit_due, set()
-        for receiving in due:
-            credit, receiving.credit_due = receiving.credit_due, 0
-            if receiving.link is not None and receiving.link.state & Endpoint.LOCAL_ACTIVE:
-                receiving.link.flow(credit)
-
-    def _accept(self, delivery: Any) -> None:
-        delivery.update(Delivery.ACCEPTED)
-        delivery.settle()
-        link = delivery.link
-        if link.state & Endpoint.LOCAL_ACTIVE:
-            link.flow(1)
-
-    # -- publishing -----------------------------------------------------------------------------------
-
-    def publish(self, job: Publish) -> None:
-        """Sends ``job`` on the sender link of its address (opened on first use); on the container thread."""
-        if not self.up or self._conn is None:
-            job.finish(ConnectionFailed(NAME, f"amqp: not connected; {job.address} not published"))
-            return
-        sender = self._sender(job.address)
-        backlog = self._backlog.setdefault(job.address, deque())
-        backlog.append(job)
-        self._flush(sender)
-
-    def _sender(self, address: str) -> Any:
-        sender = self._senders.get(address)
-        if sender is not None:
-            self._senders.move_to_end(address)
-            return sender
-        if len(self._senders) >= self.options.max_senders:
-            self._evict_idle_sender()
-        sender = self._container.create_sender(self._session(), target=address,
-                                               name=f"pca-{uuid.uuid4().hex[:16]}")
-        sender.pca_address = address
-        self._senders[address] = sender
-        return sender
-
-    def _evict_idle_sender(self) -> None:
-        busy = {job.address for job in self._unconfirmed.values()}
-        for address, sender in self._senders.items():
-            if address not in busy and not self._backlog.get(address):
-                del self._senders[address]
-                self._backlog.pop(address, None)
-                sender.close()
-                return
-
-    def _flush(self, sender: Any) -> None:
-        address = getattr(sender, "pca_address", None)
-        backlog = self._backlog.get(address) if address is not None else None
-        if not backlog or not (sender.state & Endpoint.REMOTE_ACTIVE):
-            return
-        while backlog and sender.credit > 0:
-            job = backlog.popleft()
-            if job.done.is_set():
-                continue  # its caller gave up (timed out) before it could be sent
-            self._tags += 1
-            message = AmqpMessage(body=job.payload, inferred=True, address=job.address, subject=job.key,
-                                  durable=job.confirm)
-            delivery = sender.send(message, tag=str(self._tags))
-            if job.confirm:
-                delivery.pca_tag = self._tags
-                self._unconfirmed[self._tags] = job
-            else:
-                delivery.settle()
-                job.finish()
+        self.receivers.hand_over()
 
     @_guarded
     def on_sendable(self, event: Any) -> None:
-        self._flush(event.sender)
+        self.senders.flush(event.sender)
 
     @_guarded
     def on_accepted(self, event: Any) -> None:
-        self._outcome(event.delivery, None)
+        self.senders.outcome(event.delivery, None)
 
     @_guarded
     def on_rejected(self, event: Any) -> None:
         condition = event.delivery.remote.condition
         reason = f" ({condition.name}: {condition.description})" if condition is not None else ""
-        self._outcome(event.delivery, TransportError(NAME, f"amqp: the broker rejected the message{reason}"))
+        rejected = TransportError(NAME, f"amqp: the broker rejected the message{reason}")
+        self.senders.outcome(event.delivery, rejected)
 
     @_guarded
     def on_released(self, event: Any) -> None:
-        self._outcome(event.delivery,
-                      TransportError(NAME, "amqp: the broker released the message unprocessed"))
-
-    def _outcome(self, delivery: Any, error: PcaError | None) -> None:
-        job = self._unconfirmed.pop(getattr(delivery, "pca_tag", -1), None)
-        if job is not None:
-            job.finish(error)
-
-    def _fail_sender(self, address: str, error: PcaError) -> None:
-        for job in self._backlog.pop(address, ()):
-            job.finish(error)
-        for tag, job in list(self._unconfirmed.items()):
-            if job.address == address:
-                del self._unconfirmed[tag]
-                job.finish(error)
-
-    def _drop_links(self, error: PcaError) -> None:
-        """Forgets every link of a connection that ended; what was in flight fails with ``error``."""
-        self._fail_all(error)
-        self._senders.clear()
-        for receiving in self._receiving.values():
-            receiving.link = None
-
-    def _fail_all(self, error: PcaError) -> None:
-        backlog, self._backlog = self._backlog, {}
-        unconfirmed, self._unconfirmed = self._unconfirmed, {}
-        for jobs in backlog.values():
-            for job in jobs:
-                job.finish(error)
-        for job in unconfirmed.values():
-            job.finish(error)
-
-
-def _payload(message: AmqpMessage) -> bytes | None:
-    """The body as bytes: a data section or binary value as it is, a string as UTF-8; else None."""
-    body = message.body
-    if body is None:
-        return b""
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, memoryview | bytearray):
-        return bytes(body)
-    if isinstance(body, str):
-        return body.encode()
-    return None
+        self.senders.outcome(event.delivery,
+                             TransportError(NAME, "amqp: the broker released the message unprocessed"))
 
 
 def _reveal(password: Secret | str | None) -> str:

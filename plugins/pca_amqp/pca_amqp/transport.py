@@ -4,7 +4,8 @@ proton's reconnect logic is not used: it cannot report each attempt's failure, s
 timeout among the URLs, or restore links with the core's backoff. The transport disables it and does the
 connecting itself on the container thread, a new proton Connection per attempt.
 
-Modules: :mod:`pca_amqp._engine` (the container thread: connecting, links, deliveries),
+Modules: :mod:`pca_amqp._engine` (the container thread: connecting), :mod:`pca_amqp._receivers` and
+:mod:`pca_amqp._senders` (the links),
 :mod:`pca_amqp._calls` (calls from other threads), :mod:`pca_amqp._jobs` (what callers wait on),
 :mod:`pca_amqp._errors` (what a failed connection means), :mod:`pca_amqp.addresses` (topics as AMQP
 addresses), :mod:`pca_amqp.urls`, :mod:`pca_amqp._options`.
@@ -17,9 +18,10 @@ import time
 import uuid
 from typing import Final
 
-from pca_amqp._engine import Engine, Receiving
+from pca_amqp._engine import Engine
 from pca_amqp._jobs import ConnectRequest, Publish
 from pca_amqp._options import AmqpOptions, config_issues
+from pca_amqp._receivers import Receiving
 from pca_amqp.addresses import Addressing
 from pca_amqp.urls import parse_urls
 from pca_core.api import (
@@ -171,7 +173,7 @@ class AmqpTransport(Transport):
         subscription = Subscription(pattern, handler, QoS(min(int(qos), self.config.qos)))
         engine = self._engine
         receiving = Receiving(subscription, source)
-        engine.active.add(subscription)
+        engine.receivers.active.add(subscription)
         engine.calls.post(lambda: engine.attach(receiving))
         if engine.up and not engine.on_network_thread():
             if not receiving.attached.wait(self.config.connect_timeout):
@@ -190,8 +192,8 @@ class AmqpTransport(Transport):
         are dropped on arrival, and settled. Idempotent.
         """
         engine = self._engine
-        if subscription in engine.active:
-            engine.active.discard(subscription)
+        if subscription in engine.receivers.active:
+            engine.receivers.active.discard(subscription)
             engine.calls.post(lambda: engine.detach(subscription))
 
     def close(self, timeout: float | None = None) -> None:
