@@ -40,15 +40,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _throughput import PAYLOAD, Counter
+from _throughput import PAYLOAD, Counter, timed_drain
 from pca_amqp import AmqpOptions, AmqpTransport
 from proton import Message as AmqpMessage
 from proton.handlers import MessagingHandler
 from proton.reactor import Container
 
-from pca_core.api.transport import Message
 from pca_core.config import TransportConfig
-from pca_core.runtime.dispatcher import Dispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFETCH = 256
@@ -148,29 +146,13 @@ def pca_round(node: Any, messages: int, tally: dict[str, int], threads: dict[str
     """
     queue = f"bench-pca-{uuid.uuid4().hex[:8]}"
     preload(node.url, queue, messages)
-    counter = Counter()
-    dispatcher = Dispatcher()
-    dispatcher.start()
     config = TransportConfig(plugin="amqp", urls=(node.url,), client_id=queue)
     transport = AmqpTransport(config, AmqpOptions(address_prefix="/queue/", prefetch=PREFETCH))
-
-    def handle(message: Message) -> None:
-        counter.add(message)
-
-    transport.subscribe(queue, dispatcher.wrap(handle))
-    start = time.perf_counter()
-    transport.connect(timeout=10)
-    counter.wait(messages)
-    elapsed = time.perf_counter() - start
-    if threads is not None:
-        threads["before"] = threading.active_count()
-        preload(node.url, queue, messages)  # a live burst into the queue pca is consuming
-        counter.wait(2 * messages)
-        threads["after"] = threading.active_count()
-    transport.close(5)
-    dispatcher.stop(5)
+    # The live burst goes into the queue pca is consuming.
+    elapsed, received = timed_drain(transport, queue, messages, threads,
+                                    lambda: preload(node.url, queue, messages))
     tally["pca_sent"] += messages * (1 if threads is None else 2)
-    tally["pca_received"] += counter.count
+    tally["pca_received"] += received
     node.ctl("delete_queue", queue)
     return elapsed
 

@@ -34,13 +34,11 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from _throughput import PAYLOAD, TIMEOUT, Counter
+from _throughput import PAYLOAD, TIMEOUT, Counter, timed_drain
 from paho.mqtt.enums import CallbackAPIVersion
 from pca_mqtt import MqttOptions, MqttTransport
 
-from pca_core.api.transport import Message
 from pca_core.config import TransportConfig
-from pca_core.runtime.dispatcher import Dispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "topology/MemberActivatedEvent"
@@ -109,30 +107,12 @@ def pca_round(port: int, messages: int, threads: dict[str, int] | None, *,
     client_id = f"bench-pca-{uuid.uuid4().hex[:8]}"
     create_session(port, client_id)
     publish_burst(port, messages)
-    counter = Counter()
-    dispatcher = Dispatcher()
-    dispatcher.start()
     config = TransportConfig(urls=(f"mqtt://127.0.0.1:{port}",), client_id=client_id)
     transport = MqttTransport(config, MqttOptions(persistent_session=True))
     if ack_on_receipt:  # the counterfactual: paho's PUBACK on receipt, through the transport's internals
         transport._link.client.manual_ack_set(False)
         transport._link.pump._manual_ack = False
-
-    def handle(message: Message) -> None:
-        counter.add(message)
-
-    transport.subscribe(PATTERN, dispatcher.wrap(handle))
-    start = time.perf_counter()
-    transport.connect(timeout=10)
-    counter.wait(messages)
-    elapsed = time.perf_counter() - start
-    if threads is not None:
-        threads["before"] = threading.active_count()
-        publish_burst(port, messages)
-        counter.wait(2 * messages)
-        threads["after"] = threading.active_count()
-    transport.close(5)
-    dispatcher.stop(5)
+    elapsed, _ = timed_drain(transport, PATTERN, messages, threads, lambda: publish_burst(port, messages))
     end_session(port, client_id)
     return elapsed
 

@@ -402,7 +402,7 @@ class Engine(MessagingHandler):
 
     def attach(self, receiving: Receiving) -> None:
         """Adds a subscription: its receiver opens now when connected, else on the next connect."""
-        self.receivers.add(receiving, open_now=self.up and self._conn is not None and self._pass is None)
+        self.receivers.add(receiving, open_now=self.up and self._conn is not None)
 
     def detach(self, subscription: Subscription) -> None:
         """Ends a subscription: its receiver closes (the broker drops its queue)."""
@@ -454,7 +454,7 @@ class Engine(MessagingHandler):
         receiving = self.receivers.closed(link)
         if receiving is not None:
             _Timer(self._container, self.config.reconnect_delay,
-                   lambda: self.receivers.reattach(receiving) if self.up and self._pass is None else None)
+                   lambda: self.receivers.reattach(receiving) if self.up else None)
 
     @_guarded
     def on_session_error(self, event: Any) -> None:
