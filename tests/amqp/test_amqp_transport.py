@@ -21,6 +21,7 @@ from pca_core import (
     ConnectionFailed,
     ConnectionState,
     Secret,
+    TlsConfig,
     TransportError,
 )
 from pca_core.testing import Inbox, StateLog
@@ -233,3 +234,16 @@ def test_failover_and_restored_subscriptions_are_logged_once_without_credentials
     reconnected = [r.getMessage() for r in caplog.records if "reconnected" in r.getMessage()]
     assert reconnected == [f"amqp: reconnected to {broker.url} as 'pca-log-test'; 1 subscriptions restored"]
     assert secret not in caplog.text and "someone" not in caplog.text
+
+
+def test_tls_checks_the_brokers_name_unless_verification_is_off(tmp_path, test_ca, make_amqp):
+    """A certificate from the trusted CA for another name is refused; with ``verify = false`` it is not."""
+    elsewhere = test_ca.issue("elsewhere", dns=("elsewhere.example",), ips=())
+    with RabbitMQ(tmp_path / "rabbitmq", tls=elsewhere, ca_file=test_ca.ca_file, host="localhost") as node:
+        checked = make_amqp(node.url, tls=TlsConfig(ca_file=str(test_ca.ca_file)), connect_timeout=5)
+        with pytest.raises(ConnectionFailed) as raised:
+            checked.connect(timeout=10)
+        assert "TLS failed" in _one_line(raised.value)
+        unchecked = make_amqp(node.url, tls=TlsConfig(verify=False))
+        unchecked.connect(timeout=10)
+        unchecked.publish(_topic(), b"encrypted, not authenticated")
