@@ -1,0 +1,225 @@
+"""The consumer thread: the only thread that touches the KafkaConsumer (it is not thread safe).
+
+It assigns itself every partition of every topic that one of the subscriptions' patterns matches (manual
+assignment: no group rebalances, so no pause while a group re-forms when a topic appears), polls, hands
+each record to the handlers of the subscriptions it matches, and commits the group's offsets once the core
+acknowledged the records (see :class:`~pca_kafka._offsets.Offsets`). Acknowledgements from other threads
+come through a deque. The topic list is read again every ``options.metadata_max_age`` seconds, and at
+once when the subscriptions change.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from pca_core.api import Message, Subscription, settle_once_all_acked, topic_matches
+from pca_kafka._offsets import Offsets
+from pca_kafka.names import Naming
+
+_log = logging.getLogger("pca_kafka")
+
+POLL_MS = 100
+"""How long one poll waits for records; bounds how late an acknowledgement is committed."""
+
+
+class ConsumerLoop:
+    """The consumer and its thread ``pca-kafka``.
+
+    Args:
+        consumer: a KafkaConsumer of the transport's group, not yet subscribed.
+        naming: topics as Kafka names.
+        max_in_flight: records handed over and not acknowledged at most; beyond it, fetching pauses.
+
+    Attributes:
+        active: the subscriptions; callers change them with :meth:`subscribe` and :meth:`unsubscribe`.
+    """
+
+    def __init__(self, consumer: KafkaConsumer, naming: Naming, max_in_flight: int,
+                 refresh_interval: float) -> None:
+        self._consumer = consumer
+        self._naming = naming
+        self._max_in_flight = max_in_flight
+        self._refresh_interval = refresh_interval
+        self._next_refresh = 0.0
+        self._matcher: re.Pattern[str] | None = None
+        self._lock = threading.Lock()  # guards _patterns and _changed
+        self._patterns: dict[Subscription, str] = {}
+        self._changed = False
+        self.active: set[Subscription] = set()
+        self._acks: deque[tuple[Any, int]] = deque()
+        self._offsets = Offsets()
+        self._first_topics: set[str] | None = None  # the topics there were at the first refresh
+        self._paused = False
+        self.assigned = threading.Event()  # set once the first refresh assigned what matched
+        self._closing = threading.Event()
+        self._close_timeout = 5.0
+        self._thread = threading.Thread(target=self._run, name="pca-kafka", daemon=True)
+
+    def start(self) -> None:
+        """Starts the thread."""
+        self._thread.start()
+
+    def on_thread(self) -> bool:
+        """Whether the caller is the consumer thread (a handler)."""
+        return threading.current_thread() is self._thread
+
+    def subscribe(self, subscription: Subscription, regex: str) -> None:
+        """Adds a subscription; the consumer's pattern changes on the thread's next turn."""
+        with self._lock:
+            self._patterns[subscription] = regex
+            self._changed = True
+        self.active.add(subscription)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Ends a subscription at once for deliveries; the consumer's pattern changes on the next turn."""
+        self.active.discard(subscription)
+        with self._lock:
+            if self._patterns.pop(subscription, None) is not None:
+                self._changed = True
+
+    def close(self, timeout: float) -> bool:
+        """Commits what was acknowledged, closes the consumer and ends the thread; False if not in time."""
+        self._close_timeout = timeout
+        self._closing.set()
+        if not self._thread.is_alive() or self.on_thread():
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- the thread -----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        try:
+            while not self._closing.is_set():
+                try:
+                    self._turn(consumer)
+                except KafkaError as exc:
+                    _log.warning("kafka: consuming failed (%s); trying again", exc)
+                    self._closing.wait(1.0)
+        except Exception:
+            _log.exception("kafka: the consumer thread failed; nothing more is received")
+        finally:
+            self._drain_acks()
+            self._commit(consumer)
+            try:
+                consumer.close(autocommit=False, timeout_ms=int(self._close_timeout * 1000))
+            except Exception as exc:
+                _log.debug("kafka: closing the consumer: %s", exc)
+
+    def _turn(self, consumer: KafkaConsumer) -> None:
+        self._apply_subscriptions()
+        if time.monotonic() >= self._next_refresh:
+            self._refresh(consumer)
+        self._drain_acks()
+        self._commit(consumer)
+        self._pace(consumer)
+        if not consumer.assignment():
+            self._closing.wait(POLL_MS / 1000)
+            return
+        for records in consumer.poll(timeout_ms=POLL_MS).values():
+            for record in records:
+                self._deliver(record)
+
+    def _apply_subscriptions(self) -> None:
+        with self._lock:
+            if not self._changed:
+                return
+            self._changed = False
+            regexes = sorted(set(self._patterns.values()))
+        self._matcher = re.compile("|".join(f"(?:{r})" for r in regexes)) if regexes else None
+        self._next_refresh = 0.0
+
+    def _refresh(self, consumer: KafkaConsumer) -> None:
+        """Assigns every partition of the topics the patterns match.
+
+        A topic new since the first refresh is read from its start; the others from the group's committed
+        offset or, the first time, from the end (``auto_offset_reset = latest``).
+        """
+        self._next_refresh = time.monotonic() + self._refresh_interval
+        topics = consumer.topics()
+        if self._first_topics is None:
+            self._first_topics = set(topics)
+        matcher = self._matcher
+        matching = [t for t in topics if matcher is not None and matcher.fullmatch(t)]
+        wanted = {TopicPartition(t, p) for t in matching for p in consumer.partitions_for_topic(t) or ()}
+        current = set(consumer.assignment())
+        if wanted != current:
+            gone = current - wanted
+            if gone:
+                self._drain_acks()
+                self._commit(consumer)
+                self._offsets.forget(gone)
+            consumer.assign(sorted(wanted))
+            starts = {}
+            for tp in wanted - current:
+                if consumer.committed(tp) is not None:
+                    consumer.position(tp)  # resolved now, from the committed offset
+                    continue
+                if tp.topic not in self._first_topics:
+                    consumer.seek_to_beginning(tp)
+                starts[tp] = consumer.position(tp)
+            if starts:  # the group's starting point, so that a restart resumes exactly there
+                consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in starts.items()})
+            if self._paused:
+                consumer.pause(*wanted)
+        self.assigned.set()
+
+    def _deliver(self, record: Any) -> None:
+        partition = _partition(record)
+        topic = self._naming.topic(record.topic)
+        subscriptions = [s for s in self.active if topic is not None and topic_matches(s.pattern, topic)]
+        self._offsets.delivered(partition, record.offset)
+        settle = functools.partial(self._acks.append, (partition, record.offset))
+        if not subscriptions:
+            settle()  # unsubscribed meanwhile: dropped, and done with
+            return
+        payload = record.value if record.value is not None else b""
+        settle = settle_once_all_acked(settle, len(subscriptions))
+        for subscription in subscriptions:
+            message = Message(topic, payload, settle)
+            try:
+                subscription.handler(message)
+            except Exception:
+                _log.exception("kafka: the handler of %r failed", subscription.pattern)
+                message.ack()
+
+    def _drain_acks(self) -> None:
+        acks = self._acks
+        while acks:
+            partition, offset = acks.popleft()
+            self._offsets.acked(partition, offset)
+
+    def _commit(self, consumer: KafkaConsumer) -> None:
+        due = self._offsets.committable()
+        if not due:
+            return
+        try:
+            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in due.items()})
+        except KafkaError as exc:
+            self._offsets.retry(due)
+            _log.debug("kafka: committing offsets failed (%s); trying again", exc)
+
+    def _pace(self, consumer: KafkaConsumer) -> None:
+        """Pauses fetching while too many records wait for their acknowledgement, resumes below half."""
+        in_flight = self._offsets.in_flight
+        if not self._paused and in_flight >= self._max_in_flight:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+        elif self._paused and in_flight <= self._max_in_flight // 2:
+            consumer.resume(*consumer.paused())
+            self._paused = False
+
+
+def _partition(record: Any) -> TopicPartition:
+    return TopicPartition(record.topic, record.partition)
