@@ -6,7 +6,7 @@ not do, as found with kafka-python 3.0:
 - Storage is in memory only: the wheel's build has no postgres or libsql engine
   (``FeatureNotEnabled { feature: "postgres" }``), so a restart loses topics, messages and committed
   offsets.
-- It creates a topic (3 partitions) on any produce or metadata request that names it, even when the
+- It creates a topic (4 partitions) on any produce or metadata request that names it, even when the
   client asks it not to (``allow_auto_create_topics=False``); it cannot be turned off.
 - Its own TLS does not work: ``--cert`` and ``--key`` refuse each other ("the argument '--cert <CERT>'
   cannot be used with '--key <KEY>'") and either one alone leaves the listener plain. With ``tls`` the
