@@ -9,6 +9,7 @@ from pca_core.runtime.scheduler import Scheduler
 from tests.support.certs import CertPair, TestCA
 from tests.support.dists import FakeDist, pca_env
 from tests.support.rabbitmq import RabbitMQ
+from tests.support.tansu import Tansu
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +59,14 @@ def test_ca(tmp_path_factory) -> TestCA:
 def server_cert(test_ca) -> CertPair:
     """A server certificate signed by ``test_ca`` for localhost and 127.0.0.1."""
     return test_ca.issue("localhost")
+
+
+@pytest.fixture
+def tansu(tmp_path: Path) -> Iterator[Tansu]:
+    """A Tansu (Kafka-protocol) broker of the test's own, started, stopped after the test.
+
+    Per test, not per session: a start takes well under a second, and its memory storage then holds only
+    this test's topics and consumer groups.
+    """
+    with Tansu(tmp_path / "tansu") as broker:
+        yield broker
