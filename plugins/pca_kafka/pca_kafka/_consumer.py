@@ -60,6 +60,7 @@ class ConsumerLoop:
         self._offsets = Offsets()
         self._first_topics: set[str] | None = None  # the topics there were at the first refresh
         self._paused = False
+        self._resync = False  # after a failure: positions come from the group's commits again
         self.assigned = threading.Event()  # set once the first refresh assigned what matched
         self._closing = threading.Event()
         self._close_timeout = 5.0
@@ -103,9 +104,14 @@ class ConsumerLoop:
         try:
             while not self._closing.is_set():
                 try:
+                    if self._resync:
+                        self._resume_from_commits(consumer)
                     self._turn(consumer)
                 except KafkaError as exc:
-                    _log.warning("kafka: consuming failed (%s); trying again", exc)
+                    if not self._resync:
+                        _log.warning("kafka: consuming failed (%s); resuming from the committed offsets once "
+                                     "the broker answers", exc)
+                    self._resync = True
                     self._closing.wait(1.0)
         except Exception:
             _log.exception("kafka: the consumer thread failed; nothing more is received")
@@ -131,6 +137,24 @@ class ConsumerLoop:
             for record in records:
                 self._deliver(record)
 
+    def _resume_from_commits(self, consumer: KafkaConsumer) -> None:
+        """Moves every partition back to the group's committed offset, or to its start without one.
+
+        After the connection failed, what was handed over and not acknowledged is read again (at least
+        once), and a broker that lost its data (offsets start again from 0) is read from its start instead
+        of from positions it no longer has.
+        """
+        assignment = consumer.assignment()
+        committed = {tp: consumer.committed(tp) for tp in assignment}  # raises while the broker is away
+        self._drain_acks()
+        self._offsets.forget(assignment)
+        for tp, offset in committed.items():
+            if offset is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+        self._resync = False
+
     def _apply_subscriptions(self) -> None:
         with self._lock:
             if not self._changed:
@@ -143,8 +167,10 @@ class ConsumerLoop:
     def _refresh(self, consumer: KafkaConsumer) -> None:
         """Assigns every partition of the topics the patterns match.
 
-        A topic new since the first refresh is read from its start; the others from the group's committed
-        offset or, the first time, from the end (``auto_offset_reset = latest``).
+        A partition the group has an offset for resumes there. Otherwise a topic there was at the first
+        refresh is read from its end (the agent's first start), and a topic new since then from its start;
+        that starting offset is committed at once, so a restart resumes exactly there. A committed offset
+        the broker no longer has (its data is gone) resets to the earliest it has: nothing is skipped.
         """
         self._next_refresh = time.monotonic() + self._refresh_interval
         topics = consumer.topics()
@@ -166,7 +192,9 @@ class ConsumerLoop:
                 if consumer.committed(tp) is not None:
                     consumer.position(tp)  # resolved now, from the committed offset
                     continue
-                if tp.topic not in self._first_topics:
+                if tp.topic in self._first_topics:
+                    consumer.seek_to_end(tp)
+                else:
                     consumer.seek_to_beginning(tp)
                 starts[tp] = consumer.position(tp)
             if starts:  # the group's starting point, so that a restart resumes exactly there

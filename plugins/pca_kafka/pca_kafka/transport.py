@@ -55,9 +55,10 @@ class KafkaTransport(Transport):
     ``transport.client_id`` (the agent sets ``pca-<member id>``), else a random one: every agent has a
     group of its own, so every agent sees every message.
 
-    Offsets: a group's first assignment starts at the end of each topic (``latest``); a topic that
-    appears later is read from its start; after a restart the group resumes at its committed offsets,
-    which are committed only for messages the core acknowledged (:attr:`Capability.REDELIVERY`).
+    Offsets: on the group's first start each topic is read from its end; a topic that appears later is
+    read from its start; after a restart the group resumes at its committed offsets, which move only past
+    messages the core acknowledged (:attr:`Capability.REDELIVERY`). An offset the broker lost resets to
+    the earliest one it has.
 
     Raises:
         ValueError: a bootstrap server address is malformed (``check_config`` reports it first).
@@ -123,7 +124,7 @@ class KafkaTransport(Transport):
                 left = max(deadline - time.monotonic(), 0.001)
                 consumer = KafkaConsumer(**{**bootstrap, "bootstrap_timeout_ms": max(int(left * 1000), 1)},
                                          group_id=self._group, enable_auto_commit=False,
-                                         auto_offset_reset="latest",
+                                         auto_offset_reset="earliest",
                                          fetch_max_bytes=self.config.max_message_size,
                                          max_partition_fetch_bytes=self.config.max_message_size)
             except KafkaError as exc:
