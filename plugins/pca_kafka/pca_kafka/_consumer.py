@@ -56,7 +56,9 @@ class ConsumerLoop:
         self._patterns: dict[Subscription, str] = {}
         self._changed = False
         self.active: set[Subscription] = set()
+        self._routes: dict[str, tuple[str | None, tuple[Subscription, ...]]] = {}  # replaced on a change
         self._acks: deque[tuple[Any, int]] = deque()
+        self._failed_commits: deque[dict[Any, int]] = deque()
         self._offsets = Offsets()
         self._first_topics: set[str] | None = None  # the topics there were at the first refresh
         self._paused = False
@@ -80,10 +82,12 @@ class ConsumerLoop:
             self._patterns[subscription] = regex
             self._changed = True
         self.active.add(subscription)
+        self._routes = {}
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Ends a subscription at once for deliveries; the consumer's pattern changes on the next turn."""
         self.active.discard(subscription)
+        self._routes = {}
         with self._lock:
             if self._patterns.pop(subscription, None) is not None:
                 self._changed = True
@@ -117,7 +121,7 @@ class ConsumerLoop:
             _log.exception("kafka: the consumer thread failed; nothing more is received")
         finally:
             self._drain_acks()
-            self._commit(consumer)
+            self._commit(consumer, wait=True)
             try:
                 consumer.close(autocommit=False, timeout_ms=int(self._close_timeout * 1000))
             except Exception as exc:
@@ -133,9 +137,9 @@ class ConsumerLoop:
         if not consumer.assignment():
             self._closing.wait(POLL_MS / 1000)
             return
-        for records in consumer.poll(timeout_ms=POLL_MS).values():
+        for partition, records in consumer.poll(timeout_ms=POLL_MS).items():
             for record in records:
-                self._deliver(record)
+                self._deliver(partition, record)
 
     def _resume_from_commits(self, consumer: KafkaConsumer) -> None:
         """Moves every partition back to the group's committed offset, or to its start without one.
@@ -184,7 +188,7 @@ class ConsumerLoop:
             gone = current - wanted
             if gone:
                 self._drain_acks()
-                self._commit(consumer)
+                self._commit(consumer, wait=True)
                 self._offsets.forget(gone)
             consumer.assign(sorted(wanted))
             starts = {}
@@ -203,10 +207,20 @@ class ConsumerLoop:
                 consumer.pause(*wanted)
         self.assigned.set()
 
-    def _deliver(self, record: Any) -> None:
-        partition = _partition(record)
-        topic = self._naming.topic(record.topic)
-        subscriptions = [s for s in self.active if topic is not None and topic_matches(s.pattern, topic)]
+    def _route(self, name: str) -> tuple[str | None, tuple[Subscription, ...]]:
+        """The canonical topic of a Kafka topic name, and the subscriptions it matches (cached)."""
+        routes = self._routes
+        route = routes.get(name)
+        if route is None:
+            topic = self._naming.topic(name)
+            matched = tuple(s for s in self.active if topic is not None and topic_matches(s.pattern, topic))
+            route = routes[name] = (topic, matched)
+        return route
+
+    def _deliver(self, partition: TopicPartition, record: Any) -> None:
+        topic, routed = self._route(record.topic)
+        active = self.active
+        subscriptions = [s for s in routed if s in active]  # an unsubscribe counts from the moment it returns
         self._offsets.delivered(partition, record.offset)
         settle = functools.partial(self._acks.append, (partition, record.offset))
         if not subscriptions:
@@ -228,15 +242,32 @@ class ConsumerLoop:
             partition, offset = acks.popleft()
             self._offsets.acked(partition, offset)
 
-    def _commit(self, consumer: KafkaConsumer) -> None:
+    def _commit(self, consumer: KafkaConsumer, *, wait: bool = False) -> None:
+        """Commits what is due, without waiting for the broker unless ``wait``.
+
+        A commit that fails is due again on the next turn. ``wait`` is for the way out, and before
+        partitions are given up.
+        """
+        failed = self._failed_commits
+        while failed:
+            self._offsets.retry(failed.popleft())
         due = self._offsets.committable()
         if not due:
             return
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in due.items()}
         try:
-            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in due.items()})
+            if wait:
+                consumer.commit(offsets)
+            else:
+                consumer.commit_async(offsets, functools.partial(self._committed, due))
         except KafkaError as exc:
             self._offsets.retry(due)
             _log.debug("kafka: committing offsets failed (%s); trying again", exc)
+
+    def _committed(self, due: dict[Any, int], _offsets: Any, response: Any) -> None:
+        # Called by kafka-python, maybe on its IO thread: a failure goes back through a deque.
+        if isinstance(response, Exception):
+            self._failed_commits.append(due)
 
     def _pace(self, consumer: KafkaConsumer) -> None:
         """Pauses fetching while too many records wait for their acknowledgement, resumes below half."""
@@ -248,6 +279,3 @@ class ConsumerLoop:
             consumer.resume(*consumer.paused())
             self._paused = False
 
-
-def _partition(record: Any) -> TopicPartition:
-    return TopicPartition(record.topic, record.partition)

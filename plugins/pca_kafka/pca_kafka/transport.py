@@ -113,30 +113,32 @@ class KafkaTransport(Transport):
             bootstrap = {**self._common, "bootstrap_timeout_ms": max(int(wait * 1000), 1)}
             servers = ", ".join(map(str, self._servers))
             try:
-                # Not idempotent: a restarted broker that lost its producer ids (Tansu's memory storage)
-                # would refuse the producer for good; at-least-once allows the rare duplicate anyway.
-                producer = KafkaProducer(**bootstrap, acks="all", enable_idempotence=False,
-                                         max_request_size=self.options.max_request_size,
-                                         max_block_ms=int(self.config.publish_timeout * 1000))
-            except KafkaError as exc:
-                raise _connect_error(exc, servers, self.config.username) from None
-            try:
-                left = max(deadline - time.monotonic(), 0.001)
-                consumer = KafkaConsumer(**{**bootstrap, "bootstrap_timeout_ms": max(int(left * 1000), 1)},
-                                         group_id=self._group, enable_auto_commit=False,
+                consumer = KafkaConsumer(**bootstrap, group_id=self._group, enable_auto_commit=False,
                                          auto_offset_reset="earliest",
                                          fetch_max_bytes=self.config.max_message_size,
                                          max_partition_fetch_bytes=self.config.max_message_size)
             except KafkaError as exc:
-                producer.close(timeout=0)
                 raise _connect_error(exc, servers, self.config.username) from None
-            self._producer = producer
-            self._loop = ConsumerLoop(consumer, self._naming, self.options.max_in_flight,
-                                      self.options.metadata_max_age)
+            # The consumer's thread reads the topic list and assigns itself while the producer bootstraps.
+            loop = ConsumerLoop(consumer, self._naming, self.options.max_in_flight,
+                                self.options.metadata_max_age)
             pending, self._pending = self._pending, []
             for subscription, regex in pending:
-                self._loop.subscribe(subscription, regex)
-            self._loop.start()
+                loop.subscribe(subscription, regex)
+            loop.start()
+            try:
+                left = max(deadline - time.monotonic(), 0.001)
+                # Not idempotent: a restarted broker that lost its producer ids (Tansu's memory storage)
+                # would refuse the producer for good; at-least-once allows the rare duplicate anyway.
+                producer = KafkaProducer(**{**bootstrap, "bootstrap_timeout_ms": max(int(left * 1000), 1)},
+                                         acks="all", enable_idempotence=False,
+                                         max_request_size=self.options.max_request_size,
+                                         max_block_ms=int(self.config.publish_timeout * 1000))
+            except KafkaError as exc:
+                loop.close(max(deadline - time.monotonic(), 0.0))
+                self._pending = pending
+                raise _connect_error(exc, servers, self.config.username) from None
+            self._producer, self._loop = producer, loop
         _log.info("kafka: connected to %s as %r (group %r)", servers, self._client_id, self._group)
         if pending and not self._loop.assigned.wait(max(deadline - time.monotonic(), 0.0)):
             _log.warning("kafka: the consumer has no partitions assigned yet; messages published before it "
