@@ -58,12 +58,12 @@ def test_plugins_lists_each_plugin_from_its_own_distribution():
         assert row in rows, result.stdout
 
 
-def test_run_with_an_uninstalled_transport_prints_the_install_hint(tmp_path):
+def test_run_with_an_uninstalled_plugin_prints_the_install_hint(tmp_path):
     path = tmp_path / "agent.toml"
-    path.write_text('[transport]\nplugin = "kafka"\n' + PAYLOAD)
+    path.write_text('[transport]\nplugin = "memory"\n[[publishers]]\nplugin = "fluentd"\n' + PAYLOAD)
     result = run_pca("run", "--config", str(path))
     assert result.returncode == 1
-    assert "pip install pca-kafka" in result.stderr
+    assert "pip install pca-fluentd" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
@@ -233,10 +233,10 @@ def test_simulate_waits_for_an_agent_and_stops_on_a_signal(memory_config):
         simulator.kill()
 
 
-def test_demo_over_a_transport_that_is_not_installed_gives_the_hint():
-    result = run_pca("demo", "--transport", "kafka", "--url", "kafka://localhost:9092")
+def test_demo_over_a_transport_that_is_not_installed_names_those_that_are():
+    result = run_pca("demo", "--transport", "nats", "--url", "nats://localhost:4222")
     assert result.returncode == 1
-    assert "pip install pca-kafka" in result.stderr and "Traceback" not in result.stderr
+    assert "no transport plugin named 'nats'" in result.stderr and "installed: amqp, kafka" in result.stderr and "Traceback" not in result.stderr
 
 
 def _with_stdout_closed_early(*args: str) -> subprocess.CompletedProcess[str]:

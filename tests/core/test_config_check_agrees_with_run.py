@@ -29,6 +29,7 @@ def payload(**changes: str | None) -> str:
 MEMORY = '[transport]\nplugin = "memory"\n'
 MQTT = '[transport]\nplugin = "mqtt"\n'
 AMQP = '[transport]\nplugin = "amqp"\n'
+KAFKA = '[transport]\nplugin = "kafka"\n'
 REPO = {"REPO_URL": "http://git.example/app.git", "CARTRIDGE_KEY": "tvnw63ufg9gh5111"}
 LEGACY_CONF = ("[agent]\nmb.urls=localhost:1883\nthrift.receiver.urls=localhost:7711\n"
                "thrift.server.admin.username=admin\nthrift.server.admin.password=admin\n"
@@ -53,8 +54,12 @@ CASES = [
     Case("topology request interval", MEMORY + "[agent]\ntopology_request_interval = 0\n" + payload(),
          ("agent.topology_request_interval: a number of seconds greater than 0, not 0",)),
     Case("qos 2", MEMORY + "qos = 2\n" + payload(), ("transport.qos: expected one of 0, 1, got 2",)),
-    Case("transport not installed", '[transport]\nplugin = "kafka"\n' + payload(),
-         ("transport.plugin: no transport plugin named 'kafka'", "pip install pca-kafka")),
+    Case("transport not installed", '[transport]\nplugin = "nats"\n' + payload(),
+         ("transport.plugin: no transport plugin named 'nats'", "installed: amqp, kafka, memory, mqtt")),
+    Case("shipped publisher not installed", MEMORY + '[[publishers]]\nplugin = "fluentd"\n' + payload(),
+         ("publishers[0].plugin: no log publisher plugin named 'fluentd'", "pip install pca-fluentd")),
+    Case("kafka scheme", KAFKA + 'urls = ["amqp://broker"]\n' + payload(),
+         ("transport.urls:", "unknown scheme 'amqp'", 'set transport.plugin = "amqp"')),
     Case("publisher not installed", MEMORY + '[[publishers]]\nplugin = "nosuch"\n' + payload(),
          ("publishers[0].plugin: no log publisher plugin named 'nosuch'",)),
     Case("event handler not installed", MEMORY + '[[event_handlers]]\nplugin = "nosuch"\n' + payload(),

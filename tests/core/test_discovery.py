@@ -37,11 +37,11 @@ def test_builtins_are_found_through_pca_cores_own_entry_points():
 
 def test_unknown_shipped_name_gives_the_install_hint():
     with pytest.raises(PluginNotFound) as info:
-        discovery.load_plugin(discovery.TRANSPORTS, "kafka")
+        discovery.load_plugin(discovery.LOG_PUBLISHERS, "fluentd")
     message = str(info.value)
-    assert "pip install pca-kafka" in message
-    assert "installed: amqp, memory" in message
-    assert info.value.plugin == "kafka"
+    assert "pip install pca-fluentd" in message
+    assert "installed: file" in message
+    assert info.value.plugin == "fluentd"
 
 
 def test_unknown_other_name_names_the_group():

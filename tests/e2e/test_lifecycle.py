@@ -1,7 +1,8 @@
 """The agent's whole lifecycle, against a simulated or hand-driven control plane.
 
-Every test runs three times: on the in-process ``memory`` transport, over a Mosquitto of its own with
-``pca-mqtt``, and over the session's RabbitMQ node with ``pca-amqp``. Over AMQP, a control plane that must
+Every test runs four times: on the in-process ``memory`` transport, over a Mosquitto of its own with
+``pca-mqtt``, over the session's RabbitMQ node with ``pca-amqp``, and over a Tansu (Kafka protocol) of its
+own with ``pca-kafka``. Over AMQP, a control plane that must
 not miss what the agent publishes during a broker outage subscribes through RabbitMQ's MQTT plugin with a
 persistent session, as a Stratos control plane speaking MQTT would: RabbitMQ keeps its queue, where an
 AMQP topic subscription's queue ends with its link.
@@ -132,13 +133,15 @@ class Harness:
         if persistent and self.plugin == "mqtt":
             options["persistent_session"] = True
             config = msgspec.structs.replace(config, client_id=f"plane-{uuid.uuid4().hex[:12]}")
+        elif self.plugin == "kafka":  # a consumer group of its own, not the agent's
+            config = msgspec.structs.replace(config, client_id=f"plane-{uuid.uuid4().hex[:12]}")
         cls = discovery.load_plugin(discovery.TRANSPORTS, self.plugin)
         transport = build_plugin(cls, msgspec.structs.replace(config, options=options), key="transport")
         transport.connect(timeout=10)
         return transport
 
 
-@pytest.fixture(params=["memory", "mqtt", "amqp"])
+@pytest.fixture(params=["memory", "mqtt", "amqp", "kafka"])
 def harness(request) -> Iterator[Harness]:
     home = Path(tempfile.mkdtemp(prefix="pca-", dir="/tmp"))  # short: a Unix socket lives in it
     if request.param == "memory":
@@ -147,6 +150,10 @@ def harness(request) -> Iterator[Harness]:
         rabbitmq = request.getfixturevalue("rabbitmq")
         rabbitmq.start()  # the session's node; a test may stop it, and leaves it running
         h = Harness(home, broker=rabbitmq, plugin="amqp", settings=FAST_RECONNECT)
+    elif request.param == "kafka":
+        # A topic the control plane creates after the agent started is noticed within 0.2 s.
+        h = Harness(home, broker=request.getfixturevalue("tansu"), plugin="kafka",
+                    options={"metadata_max_age": 0.2}, settings=FAST_RECONNECT)
     else:
         # Persistence on: a persistent session's queued messages survive the broker's restart.
         broker = Mosquitto(home / "mosquitto", extra=("persistence true",
@@ -156,12 +163,12 @@ def harness(request) -> Iterator[Harness]:
     yield h
     h.shutdown()
     h.application.close()
-    if isinstance(h.broker, Mosquitto):
+    if isinstance(h.broker, MemoryBroker):
+        h.broker.close()
+    elif isinstance(h.broker, Mosquitto):
         h.broker.stop()
     elif isinstance(h.broker, RabbitMQ):
-        h.broker.start()
-    else:
-        h.broker.close()
+        h.broker.start()  # the session's node stays up; a Tansu fixture stops its own broker
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -137,9 +137,19 @@ class ConsumerLoop:
         if not consumer.assignment():
             self._closing.wait(POLL_MS / 1000)
             return
-        for partition, records in consumer.poll(timeout_ms=POLL_MS).items():
+        batch = consumer.poll(timeout_ms=POLL_MS)
+        if len(batch) == 1:
+            ((partition, records),) = batch.items()
             for record in records:
                 self._deliver(partition, record)
+            return
+        # Kafka orders a partition, not a topic set: the records of one fetch go out in timestamp order, so
+        # events published one after the other on different topics arrive in that order when fetched
+        # together. Within a partition the order is Kafka's own (sorting is stable).
+        merged = sorted(((record.timestamp, partition, record) for partition, records in batch.items()
+                         for record in records), key=lambda item: item[0])
+        for _timestamp, partition, record in merged:
+            self._deliver(partition, record)
 
     def _resume_from_commits(self, consumer: KafkaConsumer) -> None:
         """Moves every partition back to the group's committed offset, or to its start without one.
