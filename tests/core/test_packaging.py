@@ -19,7 +19,7 @@ from tests.support.configs import PAYLOAD_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL_LIBRARIES = ("paho", "dulwich", "proton", "kafka", "fluent", "thrift", "redis", "pca_mqtt",
-                      "pca_git")
+                      "pca_amqp", "pca_kafka", "pca_git")
 
 pytestmark = pytest.mark.slow
 
