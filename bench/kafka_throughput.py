@@ -33,8 +33,6 @@ Usage: python bench/kafka_throughput.py [--json] [--messages N] [--rounds R]
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import threading
@@ -43,7 +41,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _throughput import PAYLOAD, TIMEOUT, Counter, timed_drain
+from _throughput import PAYLOAD, TIMEOUT, Counter, arguments, compare, timed_drain
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from pca_kafka import KafkaOptions, KafkaTransport
@@ -143,47 +141,14 @@ def _transport(broker: Any, client_id: str) -> KafkaTransport:
 
 def main() -> int:
     """Runs the benchmark and prints the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    parser.add_argument("--messages", type=int, default=20_000, help="messages per topic (20,000)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each; the best counts (3)")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     sys.path.insert(0, str(ROOT))  # the test-owned Tansu of tests/support
     from tests.support.tansu import Tansu
 
     with tempfile.TemporaryDirectory(prefix="pca-bench-kafka-") as tmp, Tansu(Path(tmp)) as broker:
-        raw, pca = [], []
-        threads: dict[str, int] = {}
-        tally = dict.fromkeys(("raw_sent", "raw_received", "pca_sent", "pca_received"), 0)
-        for round_ in range(args.rounds):
-            raw.append(raw_round(broker, args.messages, tally))
-            pca.append(pca_round(broker, args.messages, tally,
-                                 threads if round_ == args.rounds - 1 else None))
-    raw_rate, pca_rate = args.messages / min(raw), args.messages / min(pca)
-    figures = {
-        "messages": args.messages,
-        "rounds": args.rounds,
-        "payload_bytes": len(PAYLOAD),
-        "raw_msgs_per_s": round(raw_rate),
-        "pca_msgs_per_s": round(pca_rate),
-        "ratio_pca_vs_raw": round(pca_rate / raw_rate, 3),
-        "threads_before": threads["before"],
-        "threads_after": threads["after"],
-        **tally,
-    }
-    if args.json:
-        print(json.dumps(figures))
-        return 0
-    print(f"{args.messages:,} x {len(PAYLOAD)} bytes read from a preloaded Tansu topic (4 partitions), "
-          f"best of {args.rounds}")
-    print(f"  raw kafka-python consumer     {figures['raw_msgs_per_s']:>9,} msgs/s")
-    print(f"  pca-kafka into the dispatcher {figures['pca_msgs_per_s']:>9,} msgs/s   "
-          f"{figures['ratio_pca_vs_raw']:.3f}x raw (goal >= 0.8)")
-    print(f"  threads (pca run)             {figures['threads_before']} before a live burst, "
-          f"{figures['threads_after']} after (goal: equal)")
-    print(f"  messages received / sent      raw {tally['raw_received']:,} / {tally['raw_sent']:,}, "
-          f"pca {tally['pca_received']:,} / {tally['pca_sent']:,} (every round, the live burst too)")
-    return 0
+        return compare(args, broker, raw_round, pca_round,
+                       ("read from a preloaded Tansu topic (4 partitions)",
+                        "raw kafka-python consumer", "pca-kafka into the dispatcher"))
 
 
 if __name__ == "__main__":
