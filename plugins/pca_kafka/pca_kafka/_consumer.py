@@ -36,9 +36,10 @@ class ConsumerLoop:
     """The consumer and its thread ``pca-kafka``.
 
     Args:
-        consumer: a KafkaConsumer of the transport's group, not yet subscribed.
+        consumer: a KafkaConsumer of the transport's group, with nothing assigned yet.
         naming: topics as Kafka names.
         max_in_flight: records handed over and not acknowledged at most; beyond it, fetching pauses.
+        refresh_interval: seconds between two reads of the topic list (``options.metadata_max_age``).
 
     Attributes:
         active: the subscriptions; callers change them with :meth:`subscribe` and :meth:`unsubscribe`.
