@@ -88,3 +88,27 @@ def test_the_connection_is_logged_once_without_credentials(broker, make_kafka, c
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == [
         f"kafka: connected to {broker.url} as 'pca-log-test' (group 'pca-log-test')"]
     assert wait_until(lambda: transport.state.value == "connected")
+
+
+@pytest.mark.parametrize("later", ["exact", "wildcard"])
+def test_a_subscription_made_later_reads_an_existing_topic_from_the_end(broker, make_kafka, later):
+    """Subscribing after the start skips what an existing topic already held, as a first start does, even
+    for a topic created after the start."""
+    root = f"pca-test/{uuid.uuid4().hex[:8]}"
+    agent = make_kafka(broker.url, **FAST)
+    agent.subscribe(f"{root}/first", Inbox())
+    agent.connect()
+    publisher = make_kafka(broker.url, **FAST)
+    publisher.connect()
+    publisher.publish(f"{root}/existing", b"before the subscription")  # a topic new since the start
+    inbox = Inbox()
+    agent.subscribe(f"{root}/existing" if later == "exact" else f"{root}/+", inbox)
+    assert wait_until(lambda: _publish_and_see(publisher, f"{root}/existing", inbox), 20)
+    assert b"before the subscription" not in inbox.payloads
+
+
+def _publish_and_see(publisher: KafkaTransport, topic: str, inbox: Inbox) -> bool:
+    """Publishes a marker and waits briefly for it: True once the subscription delivers."""
+    marker = uuid.uuid4().hex.encode()
+    publisher.publish(topic, marker)
+    return inbox.wait_for_payload(marker, 1.0) is not None

@@ -61,7 +61,10 @@ class ConsumerLoop:
         self._acks: deque[tuple[Any, int]] = deque()
         self._failed_commits: deque[dict[Any, int]] = deque()
         self._offsets = Offsets()
-        self._first_topics: set[str] | None = None  # the topics there were at the first refresh
+        self._exact: set[str] = set()  # the Kafka names of the subscriptions without wildcards
+        self._existing: set[str] = set()  # topics there were when a subscription that matches them began
+        self._old_patterns: set[str] = set()  # the patterns as last applied
+        self._new_patterns: set[str] = set()  # added since the last refresh
         self._paused = False
         self._resync = False  # after a failure: positions come from the group's commits again
         self.assigned = threading.Event()  # set once the first refresh assigned what matched
@@ -175,24 +178,40 @@ class ConsumerLoop:
             if not self._changed:
                 return
             self._changed = False
-            regexes = sorted(set(self._patterns.values()))
-        self._matcher = re.compile("|".join(f"(?:{r})" for r in regexes)) if regexes else None
+            patterns = {subscription.pattern: regex for subscription, regex in self._patterns.items()}
+        wildcards = sorted({regex for pattern, regex in patterns.items() if "+" in pattern or "#" in pattern})
+        self._matcher = re.compile("|".join(f"(?:{r})" for r in wildcards)) if wildcards else None
+        self._exact = {self._naming.name(p) for p in patterns if "+" not in p and "#" not in p}
+        self._new_patterns = set(patterns) - self._old_patterns
+        self._old_patterns = set(patterns)
         self._next_refresh = 0.0
+
+    def _matching_topics(self, consumer: KafkaConsumer) -> set[str]:
+        """The topics the subscriptions match that exist now; the topic list is read only for wildcards."""
+        matcher = self._matcher
+        present = {t for t in consumer.topics() if matcher.fullmatch(t)} if matcher is not None else set()
+        return present | {name for name in self._exact if consumer.partitions_for_topic(name)}
 
     def _refresh(self, consumer: KafkaConsumer) -> None:
         """Assigns every partition of the topics the patterns match.
 
-        A partition the group has an offset for resumes there. Otherwise a topic there was at the first
-        refresh is read from its end (the agent's first start), and a topic new since then from its start;
-        that starting offset is committed at once, so a restart resumes exactly there. A committed offset
-        the broker no longer has (its data is gone) resets to the earliest it has: nothing is skipped.
+        A partition the group has an offset for resumes there. Otherwise a topic that already existed when
+        the subscription matching it began is read from its end (on the agent's first start, everything
+        there was before), and a topic that appeared later from its start (also when an older
+        subscription matches it too); that starting offset is committed at
+        once, so a restart resumes exactly there. A committed offset the broker no longer has (its data is
+        gone) resets to the earliest it has: nothing is skipped.
         """
         self._next_refresh = time.monotonic() + self._refresh_interval
-        topics = consumer.topics()
-        if self._first_topics is None:
-            self._first_topics = set(topics)
-        matcher = self._matcher
-        matching = [t for t in topics if matcher is not None and matcher.fullmatch(t)]
+        matching = self._matching_topics(consumer)
+        if self._new_patterns:  # what exists for the new subscriptions alone counts as existing
+            new, old = self._new_patterns, self._old_patterns - self._new_patterns
+            self._new_patterns = set()
+            for name in matching:
+                topic = self._naming.topic(name)
+                if (topic is not None and any(topic_matches(p, topic) for p in new)
+                        and not any(topic_matches(p, topic) for p in old)):
+                    self._existing.add(name)
         wanted = {TopicPartition(t, p) for t in matching for p in consumer.partitions_for_topic(t) or ()}
         current = set(consumer.assignment())
         if wanted != current:
@@ -207,7 +226,7 @@ class ConsumerLoop:
                 if consumer.committed(tp) is not None:
                     consumer.position(tp)  # resolved now, from the committed offset
                     continue
-                if tp.topic in self._first_topics:
+                if tp.topic in self._existing:
                     consumer.seek_to_end(tp)
                 else:
                     consumer.seek_to_beginning(tp)
