@@ -53,7 +53,9 @@ class ConsumerLoop:
         self._refresh_interval = refresh_interval
         self._next_refresh = 0.0
         self._matcher: re.Pattern[str] | None = None
-        self._lock = threading.Lock()  # guards _patterns and _changed
+        self._lock = threading.Lock()  # guards _patterns, _changed and _waiting
+        self._waiting: list[threading.Event] = []  # subscribe() calls not yet applied
+        self._applying: list[threading.Event] = []  # applied, set once the refresh assigned them
         self._patterns: dict[Subscription, str] = {}
         self._changed = False
         self.active: set[Subscription] = set()
@@ -80,13 +82,19 @@ class ConsumerLoop:
         """Whether the caller is the consumer thread (a handler)."""
         return threading.current_thread() is self._thread
 
-    def subscribe(self, subscription: Subscription, regex: str) -> None:
-        """Adds a subscription; the consumer's pattern changes on the thread's next turn."""
+    def subscribe(self, subscription: Subscription, regex: str) -> threading.Event:
+        """Adds a subscription; returns an event set once the thread assigned itself what it matches.
+
+        From then on whatever is published on its topics reaches it.
+        """
+        applied = threading.Event()
         with self._lock:
             self._patterns[subscription] = regex
             self._changed = True
+            self._waiting.append(applied)
         self.active.add(subscription)
         self._routes = {}
+        return applied
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Ends a subscription at once for deliveries; the consumer's pattern changes on the next turn."""
@@ -173,12 +181,27 @@ class ConsumerLoop:
                 consumer.seek(tp, offset)
         self._resync = False
 
+    @staticmethod
+    def _shrunk(consumer: KafkaConsumer) -> bool:
+        """Whether a partition's end (as last fetched) is below the consumer's position: its log restarted.
+
+        Not every broker answers a fetch beyond the end with an out-of-range error (Tansu does not), so
+        the consumer would otherwise wait at its old position and skip what the new log holds below it.
+        """
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is not None and consumer.position(tp) > end:
+                return True
+        return False
+
     def _apply_subscriptions(self) -> None:
         with self._lock:
             if not self._changed:
                 return
             self._changed = False
             patterns = {subscription.pattern: regex for subscription, regex in self._patterns.items()}
+            self._applying += self._waiting
+            self._waiting = []
         wildcards = sorted({regex for pattern, regex in patterns.items() if "+" in pattern or "#" in pattern})
         self._matcher = re.compile("|".join(f"(?:{r})" for r in wildcards)) if wildcards else None
         self._exact = {self._naming.name(p) for p in patterns if "+" not in p and "#" not in p}
@@ -202,7 +225,10 @@ class ConsumerLoop:
         once, so a restart resumes exactly there. A committed offset the broker no longer has (its data is
         gone) resets to the earliest it has: nothing is skipped.
         """
-        self._next_refresh = time.monotonic() + self._refresh_interval
+        if self._shrunk(consumer):
+            _log.warning("kafka: a partition now ends before the position read so far (the broker lost its "
+                         "data); resuming from the committed offsets")
+            self._resume_from_commits(consumer)
         matching = self._matching_topics(consumer)
         if self._new_patterns:  # what exists for the new subscriptions alone counts as existing
             new, old = self._new_patterns, self._old_patterns - self._new_patterns
@@ -235,7 +261,11 @@ class ConsumerLoop:
                 consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in starts.items()})
             if self._paused:
                 consumer.pause(*wanted)
+        self._next_refresh = time.monotonic() + self._refresh_interval
         self.assigned.set()
+        applied, self._applying = self._applying, []
+        for event in applied:
+            event.set()
 
     def _route(self, name: str) -> tuple[str | None, tuple[Subscription, ...]]:
         """The canonical topic of a Kafka topic name, and the subscriptions it matches (cached)."""

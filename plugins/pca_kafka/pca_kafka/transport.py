@@ -197,7 +197,10 @@ class KafkaTransport(Transport):
             future.get(timeout=max(deadline - time.monotonic(), 0.001))
 
     def subscribe(self, pattern: str, handler: Handler, *, qos: QoS = QoS.AT_LEAST_ONCE) -> Subscription:
-        """Subscribes ``handler`` to ``pattern``: the consumer's pattern subscription grows to cover it.
+        """Subscribes ``handler`` to ``pattern``: the consumer assigns itself the topics it matches.
+
+        When connected it returns once the consumer has (within ``transport.connect_timeout``), so that
+        what is published afterwards reaches the handler.
 
         Raises:
             ValueError: ``pattern`` is not a valid pattern, or cannot match Kafka topic names.
@@ -211,7 +214,10 @@ class KafkaTransport(Transport):
             if self._loop is None:
                 self._pending.append((subscription, regex))
                 return subscription
-        self._loop.subscribe(subscription, regex)
+        applied = self._loop.subscribe(subscription, regex)
+        if not self._loop.on_thread() and not applied.wait(self.config.connect_timeout):
+            _log.warning("kafka: the consumer has not assigned itself the topics of %r within %s s; messages "
+                         "published until it has may be missed", pattern, self.config.connect_timeout)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
