@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 
@@ -89,18 +88,6 @@ def test_a_group_resumes_from_its_committed_offset(broker: Tansu):
         assert second.committed(TopicPartition(topic, 0)) == 1
     finally:
         second.close()
-
-
-def test_a_pattern_subscription_sees_a_topic_created_later(broker: Tansu):
-    prefix = _name("pattern")
-    consumer = _consumer(broker, group_id=_name("g"), metadata_max_age_ms=500)
-    try:
-        consumer.subscribe(pattern=f"^{re.escape(prefix)}-.*")
-        assert _receive(consumer, 1, timeout=1.0) == []  # joined the group; no topic matches yet
-        _produce(broker, f"{prefix}-later", b"late")
-        assert _receive(consumer, 1) == [b"late"]
-    finally:
-        consumer.close()
 
 
 def test_topics_are_created_even_when_the_client_asks_not_to(broker: Tansu):
