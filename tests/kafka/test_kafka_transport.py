@@ -11,8 +11,10 @@ import uuid
 import pytest
 from pca_kafka import KafkaTransport
 
-from pca_core import ConnectionFailed, TransportError
+from pca_core import AuthenticationError, ConnectionFailed, TransportError
+from pca_core.api import TlsConfig
 from pca_core.testing import Inbox
+from tests.kafka.conftest import SASL_USER
 from tests.support.transports import transports
 from tests.support.waiting import wait_until
 
@@ -63,6 +65,34 @@ def test_unreachable_bootstrap_servers_say_so_within_the_timeout(broker, make_ka
         transport.connect(timeout=2)
     text = _one_line(raised.value)
     assert f"no bootstrap server answered ({broker.dead_url})" in text and "check transport.urls" in text
+
+
+@pytest.mark.parametrize("fixture", ["sasl_broker", "sasl_tls_broker"])
+def test_sasl_plain_credentials_are_accepted_over_plain_tcp_and_tls(fixture, request, make_kafka):
+    broker = request.getfixturevalue(fixture)
+    user, password = SASL_USER
+    tls = TlsConfig(ca_file=broker.ca_file) if broker.ca_file else None
+    transports = [make_kafka(broker.url, username=user, password=password, tls=tls, **FAST) for _ in "ab"]
+    subscriber, publisher = transports
+    inbox = Inbox()
+    subscriber.subscribe("pca-test/sasl/#", inbox)
+    subscriber.connect()
+    publisher.connect()
+    publisher.publish("pca-test/sasl/one", b"authenticated")
+    assert inbox.wait_for_payload(b"authenticated", 20)
+    assert set(broker.sasl_proxy.attempts) == {(user, True)}
+
+
+def test_refused_credentials_say_so_in_one_line_without_the_password(sasl_broker, make_kafka, caplog):
+    caplog.set_level(logging.DEBUG)
+    transport = make_kafka(sasl_broker.url, username="agent", password="not-the-Pa55word")
+    with pytest.raises(AuthenticationError) as raised:
+        transport.connect(timeout=3)
+    text = _one_line(raised.value)
+    assert f"kafka: {sasl_broker.url} refused the credentials of user 'agent'" in text
+    assert "check transport.username and transport.password" in text
+    assert sasl_broker.sasl_proxy.attempts[-1] == ("agent", False)
+    assert "not-the-Pa55word" not in text + caplog.text
 
 
 def test_an_oversized_message_is_refused_with_the_limit_and_nothing_else_is_lost(broker, make_kafka):

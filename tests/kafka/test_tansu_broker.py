@@ -149,16 +149,52 @@ def test_a_message_goes_round_over_tls(tls_broker: Tansu):
         assert _receive(consumer, 1) == [b"secret"]
     finally:
         consumer.close()
-    assert tls_broker.proxy is not None and tls_broker.proxy.handshake_errors == []
+    assert tls_broker.proxy is not None and tls_broker.proxy.greeting_errors == []
 
 
 def test_a_plain_client_cannot_use_the_tls_port(tls_broker: Tansu):
     with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
         KafkaProducer(bootstrap_servers=tls_broker.bootstrap, bootstrap_timeout_ms=1000)
-    assert tls_broker.proxy is not None and tls_broker.proxy.handshake_errors
+    assert tls_broker.proxy is not None and tls_broker.proxy.greeting_errors
 
 
 def test_a_client_that_does_not_trust_the_ca_is_refused(tls_broker: Tansu):
     with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
         KafkaProducer(bootstrap_servers=tls_broker.bootstrap, security_protocol="SSL",
                       ssl_check_hostname=True, bootstrap_timeout_ms=1000)
+
+
+@pytest.mark.parametrize("fixture", ["sasl_broker", "sasl_tls_broker"])
+def test_a_message_goes_round_with_sasl_plain(fixture: str, request):
+    broker: Tansu = request.getfixturevalue(fixture)
+    topic = _name("sasl")
+    _produce(broker, topic, b"authenticated")
+    consumer = _consumer(broker, topic, group_id=_name("g"))
+    try:
+        assert _receive(consumer, 1) == [b"authenticated"]
+    finally:
+        consumer.close()
+    assert broker.sasl_proxy is not None and broker.sasl_proxy.attempts
+    assert all(accepted for _user, accepted in broker.sasl_proxy.attempts), broker.log()
+
+
+@pytest.mark.parametrize(("mechanism", "password"), [("PLAIN", "wrong"), ("SCRAM-SHA-256", "s3cret-Pa55")])
+def test_the_sasl_broker_refuses_wrong_credentials(sasl_broker: Tansu, mechanism, password):
+    # kafka-python retries a refused bootstrap until its timeout; the refusal is in its log only.
+    assert sasl_broker.sasl_proxy is not None
+    started = len(sasl_broker.sasl_proxy.attempts)  # the fixture's own client authenticated at start
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+        KafkaProducer(bootstrap_servers=sasl_broker.bootstrap, security_protocol="SASL_PLAINTEXT",
+                      sasl_mechanism=mechanism, sasl_plain_username="agent", sasl_plain_password=password,
+                      bootstrap_timeout_ms=1000)
+    attempts = sasl_broker.sasl_proxy.attempts[started:]
+    if mechanism == "PLAIN":
+        assert attempts and set(attempts) == {("agent", False)}
+    else:
+        assert attempts == []  # the handshake refused the mechanism: no credentials were tried
+
+
+def test_the_sasl_broker_refuses_a_client_without_sasl(sasl_broker: Tansu):
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+        KafkaProducer(bootstrap_servers=sasl_broker.bootstrap, bootstrap_timeout_ms=1000)
+    assert sasl_broker.sasl_proxy is not None and sasl_broker.sasl_proxy.greeting_errors

@@ -10,10 +10,12 @@ not do, as found with kafka-python 3.0:
   client asks it not to (``allow_auto_create_topics=False``); it cannot be turned off.
 - Its own TLS does not work: ``--cert`` and ``--key`` refuse each other ("the argument '--cert <CERT>'
   cannot be used with '--key <KEY>'") and either one alone leaves the listener plain. With ``tls`` the
-  broker listens on a private plain port behind a :class:`~tests.support.tls_proxy.TlsProxy`, and
+  broker listens on a private plain port behind a :class:`~tests.support.relay.TlsProxy`, and
   advertises the proxy's port, so every client connection goes through TLS.
 - ``--authentication`` refuses every client: users come from ``tansu user create`` (SCRAM), which an
   authenticating broker refuses too ("early eof"), and memory storage forgets users on restart anyway.
+  With ``sasl`` the broker sits behind a :class:`~tests.support.kafka_sasl.SaslPlainProxy` instead, as
+  behind a Kafka listener with SASL PLAIN (and behind the TLS proxy too with ``tls``: SASL_SSL).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from pathlib import Path
 from pca_core.testing.broker import Broker
 from tests.support.certs import CertPair
 from tests.support.children import ChildServer
+from tests.support.kafka_sasl import SaslPlainProxy
 from tests.support.ports import accepts, free_port
-from tests.support.tls_proxy import TlsProxy
+from tests.support.relay import Relay, TlsProxy
 
 START_TIMEOUT = 20.0
 _TANSU_ENV = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY",
@@ -60,6 +63,7 @@ class Tansu(ChildServer, Broker):
         ca_file: the CA that signed ``tls``; required with ``tls``.
         host: the host in ``url``, ``dead_url`` and the advertised listener (the broker and the proxy
             listen on 127.0.0.1 whatever it is). With TLS, ``localhost`` matches the certificate's DNS name.
+        sasl: the one user name and password accepted; then clients authenticate by SASL PLAIN.
 
     Attributes:
         port: the port clients connect to (the proxy's with ``tls``).
@@ -68,10 +72,12 @@ class Tansu(ChildServer, Broker):
         bootstrap: ``HOST:PORT``, as kafka-python's ``bootstrap_servers`` takes it.
         output_file: what Tansu printed, all runs.
         proxy: the TLS proxy with ``tls``, else None.
+        sasl_proxy: the SASL PLAIN proxy with ``sasl``, else None.
     """
 
     def __init__(self, directory: Path | None = None, *, tls: CertPair | None = None,
-                 ca_file: Path | None = None, host: str = "127.0.0.1") -> None:
+                 ca_file: Path | None = None, host: str = "127.0.0.1",
+                 sasl: tuple[str, str] | None = None) -> None:
         if tls is not None and ca_file is None:
             raise ValueError("a TLS broker needs the ca_file that signed its certificate")
         self._binary = tansu_binary()
@@ -81,8 +87,11 @@ class Tansu(ChildServer, Broker):
         directory.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = free_port()
-        self.broker_port = free_port() if tls else self.port
-        self.proxy = TlsProxy(self.port, self.broker_port, tls) if tls else None
+        self.broker_port = free_port() if tls or sasl else self.port
+        sasl_port = free_port() if tls else self.port  # behind the TLS proxy, if there is one
+        self.sasl_proxy = SaslPlainProxy(sasl_port, self.broker_port, *sasl) if sasl else None
+        self.proxy = TlsProxy(self.port, sasl_port if sasl else self.broker_port, tls) if tls else None
+        self._sasl = sasl
         self.ca_file = str(ca_file) if tls else None
         scheme = "kafka+ssl" if tls else "kafka"
         self.bootstrap = f"{host}:{self.port}"
@@ -96,7 +105,16 @@ class Tansu(ChildServer, Broker):
         config: dict[str, object] = {"bootstrap_servers": self.bootstrap}
         if self.proxy is not None:
             config.update(security_protocol="SSL", ssl_cafile=self.ca_file, ssl_check_hostname=True)
+        if self._sasl is not None:
+            config.update(security_protocol="SASL_SSL" if self.proxy else "SASL_PLAINTEXT",
+                          sasl_mechanism="PLAIN", sasl_plain_username=self._sasl[0],
+                          sasl_plain_password=self._sasl[1])
         return config
+
+    @property
+    def _relays(self) -> list[Relay]:
+        """The proxies in front of the broker, the one nearest to it first."""
+        return [relay for relay in (self.sasl_proxy, self.proxy) if relay is not None]
 
     def _command(self) -> list[str]:
         listener = f"tcp://127.0.0.1:{self.broker_port}"
@@ -122,8 +140,8 @@ class Tansu(ChildServer, Broker):
                     raise RuntimeError(f"tansu did not listen on {self.broker_port} within {START_TIMEOUT} s:"
                                        f"\n{self.log()}")
                 time.sleep(0.01)
-            if self.proxy is not None:
-                self.proxy.start()
+            for relay in self._relays:
+                relay.start()
             self._await_metadata(deadline)
         except BaseException:
             self.stop()
@@ -145,18 +163,18 @@ class Tansu(ChildServer, Broker):
             admin.close()
 
     def stop(self) -> None:
-        """Stops Tansu (SIGTERM, then SIGKILL) and the proxy, and waits for both; idempotent."""
-        if self.proxy is not None:
-            self.proxy.stop()
+        """Stops Tansu (SIGTERM, then SIGKILL) and the proxies, and waits for them; idempotent."""
+        for relay in reversed(self._relays):
+            relay.stop()
         self._end()
 
     def log(self) -> str:
-        """Everything Tansu printed so far (all runs), then the proxy's failed TLS handshakes."""
+        """Everything Tansu printed so far (all runs), then why the proxies hung up on clients."""
         text = ""
         with contextlib.suppress(FileNotFoundError):
             text = self.output_file.read_text(errors="replace")
-        if self.proxy is not None and self.proxy.handshake_errors:
-            text += "".join(f"tls proxy: handshake failed: {e}\n" for e in self.proxy.handshake_errors)
+        for relay in self._relays:
+            text += "".join(f"{type(relay).__name__}: {e}\n" for e in relay.greeting_errors)
         return text
 
     def __enter__(self) -> Tansu:

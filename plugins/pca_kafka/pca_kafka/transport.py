@@ -1,8 +1,9 @@
 """The ``kafka`` transport: Kafka through kafka-python, one consumer group per agent.
 
 Modules: :mod:`pca_kafka._consumer` (the consumer thread), :mod:`pca_kafka._offsets` (what may be
-committed), :mod:`pca_kafka._client` (settings both clients share), :mod:`pca_kafka.names` (topics as
-Kafka names), :mod:`pca_kafka.urls`, :mod:`pca_kafka._options`.
+committed), :mod:`pca_kafka._client` (settings both clients share), :mod:`pca_kafka._errors` (what
+failures mean), :mod:`pca_kafka.names` (topics as Kafka names), :mod:`pca_kafka.urls`,
+:mod:`pca_kafka._options`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import logging
 import threading
 import time
 import uuid
-from typing import Final
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
 from pca_core.api import (
-    AuthenticationError,
     Capability,
     ConfigIssue,
     ConnectionFailed,
@@ -32,19 +31,17 @@ from pca_core.api import (
 )
 from pca_kafka import _client
 from pca_kafka._consumer import ConsumerLoop
+from pca_kafka._errors import NAME, connect_error, quiet_kafka_python, transient
 from pca_kafka._options import KafkaOptions, config_issues
 from pca_kafka.names import Naming
 from pca_kafka.urls import parse_urls
 
 _log = logging.getLogger("pca_kafka")
 
-NAME: Final = "kafka"
 _CLOSE_TIMEOUT = 5.0
 _RETRY_DELAY = 0.2  # seconds before a publish that met a transient broker error tries again
 
-if logging.getLogger("kafka").level == logging.NOTSET:
-    # kafka-python logs every connection attempt and failure; the transport reports what matters itself.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+quiet_kafka_python()
 
 
 class KafkaTransport(Transport):
@@ -109,7 +106,8 @@ class KafkaTransport(Transport):
             if self._producer is not None:
                 return
             wait = self.config.connect_timeout if timeout is None else timeout
-            deadline = time.monotonic() + wait
+            started = time.monotonic()
+            deadline = started + wait
             bootstrap = {**self._common, "bootstrap_timeout_ms": max(int(wait * 1000), 1)}
             servers = ", ".join(map(str, self._servers))
             try:
@@ -118,7 +116,7 @@ class KafkaTransport(Transport):
                                          fetch_max_bytes=self.config.max_message_size,
                                          max_partition_fetch_bytes=self.config.max_message_size)
             except KafkaError as exc:
-                raise _connect_error(exc, servers, self.config.username) from None
+                raise connect_error(exc, servers, self.config.username, started) from None
             # The consumer's thread reads the topic list and assigns itself while the producer bootstraps.
             loop = ConsumerLoop(consumer, self._naming, self.options.max_in_flight,
                                 self.options.metadata_max_age)
@@ -137,7 +135,7 @@ class KafkaTransport(Transport):
             except KafkaError as exc:
                 loop.close(max(deadline - time.monotonic(), 0.0))
                 self._pending = pending
-                raise _connect_error(exc, servers, self.config.username) from None
+                raise connect_error(exc, servers, self.config.username, started) from None
             self._producer, self._loop = producer, loop
         _log.info("kafka: connected to %s as %r (group %r)", servers, self._client_id, self._group)
         if pending and not self._loop.assigned.wait(max(deadline - time.monotonic(), 0.0)):
@@ -182,7 +180,7 @@ class KafkaTransport(Transport):
                                            f"message.max.bytes)") from None
             except KafkaError as exc:
                 # A broker that has just restarted may answer a produce with an unknown error (Tansu does).
-                if deadline - time.monotonic() < _RETRY_DELAY or not _transient(exc):
+                if deadline - time.monotonic() < _RETRY_DELAY or not transient(exc):
                     raise TransportError(NAME, f"kafka: publishing to {name} failed: {exc}") from None
                 time.sleep(_RETRY_DELAY)
 
@@ -244,23 +242,3 @@ class KafkaTransport(Transport):
             except Exception as exc:
                 _log.debug("kafka: closing the producer: %s", exc)
         self._set_state(ConnectionState.CLOSED)
-
-
-def _transient(exc: KafkaError) -> bool:
-    """Whether a produce error may go away by itself.
-
-    kafka-python's retriable errors, and the broker's unknown error (-1), which Tansu answers for a while
-    after a restart.
-    """
-    return bool(getattr(exc, "retriable", False)) or getattr(exc, "errno", None) == -1
-
-
-def _connect_error(exc: KafkaError, servers: str, username: str | None) -> TransportError:
-    text = str(exc)
-    if "authentication" in text.lower() or "sasl" in text.lower():
-        return AuthenticationError(NAME, f"kafka: {servers} refused the credentials of user {username!r} "
-                                         f"({text}); check transport.username and transport.password")
-    if isinstance(exc, KafkaTimeoutError):
-        return ConnectionFailed(NAME, f"kafka: no bootstrap server answered ({servers}); check "
-                                      f"transport.urls and that the brokers are up")
-    return ConnectionFailed(NAME, f"kafka: could not connect to {servers}: {text}")

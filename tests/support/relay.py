@@ -1,7 +1,9 @@
-"""A TLS-terminating TCP proxy on 127.0.0.1: clients speak TLS to it, it speaks plain TCP to an upstream.
+"""TCP relays on 127.0.0.1 that stand in front of a server for what it cannot do itself.
 
-It stands in front of a server that cannot do TLS itself (Tansu 0.6: see tests/support/tansu.py). Threads,
-not asyncio: an accept thread, and two copying threads per client connection.
+:class:`Relay` accepts, greets each client (the subclass's step) and then copies bytes both ways to the
+upstream port. :class:`TlsProxy` terminates TLS (Tansu 0.6 cannot: see tests/support/tansu.py); the Kafka
+SASL PLAIN layer is in tests/support/kafka_sasl.py. Threads, not asyncio: an accept thread, and two
+copying threads per client connection.
 """
 
 from __future__ import annotations
@@ -17,25 +19,22 @@ HANDSHAKE_TIMEOUT = 10.0
 CHUNK = 65536
 
 
-class TlsProxy:
-    """Accepts TLS on ``127.0.0.1:port`` with ``cert`` and relays each connection to ``upstream_port``.
+class Relay:
+    """Accepts on ``127.0.0.1:port`` and relays each connection to ``upstream_port`` after :meth:`_greet`.
 
     Args:
         port: the port to listen on (the same one after a :meth:`stop` and :meth:`start`).
         upstream_port: the plain TCP port on 127.0.0.1 every client connection is relayed to.
-        cert: the server certificate and key the proxy presents.
 
     Attributes:
-        handshake_errors: why failed TLS handshakes failed (e.g. a client that spoke plain Kafka), oldest
-            first, as ``"ExceptionType: message"``.
+        greeting_errors: why greetings failed (a refused TLS handshake, say), oldest first, as
+            ``"ExceptionType: message"``.
     """
 
-    def __init__(self, port: int, upstream_port: int, cert: CertPair) -> None:
+    def __init__(self, port: int, upstream_port: int) -> None:
         self.port = port
         self.upstream_port = upstream_port
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(cert.cert_file, cert.key_file)
-        self.handshake_errors: list[str] = []
+        self.greeting_errors: list[str] = []
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -43,7 +42,7 @@ class TlsProxy:
 
     @property
     def running(self) -> bool:
-        """Whether the proxy is listening."""
+        """Whether the relay is listening."""
         return self._listener is not None
 
     def start(self) -> None:
@@ -62,17 +61,24 @@ class TlsProxy:
         listener, self._listener = self._listener, None
         if listener is None:
             return
-        _close(listener)
+        close(listener)
         with self._lock:
             sockets, self._sockets = set(self._sockets), set()
         for sock in sockets:
-            _close(sock)
+            close(sock)
         for thread in self._threads:
             thread.join(HANDSHAKE_TIMEOUT)
         self._threads = []
 
+    def _greet(self, client: socket.socket, upstream: socket.socket) -> socket.socket | None:
+        """What happens before the bytes flow; returns the client's side to relay, or None to hang up.
+
+        Runs with a timeout of HANDSHAKE_TIMEOUT on ``client``; the base class greets no one.
+        """
+        return client
+
     def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True, name=f"tls-proxy-{self.port}")
+        thread = threading.Thread(target=target, args=args, daemon=True, name=f"relay-{self.port}")
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
@@ -90,37 +96,52 @@ class TlsProxy:
             except OSError:
                 return  # closed by stop()
             if not self._track(client):
-                _close(client)
+                close(client)
                 return
             self._spawn(self._serve, client)
 
     def _serve(self, client: socket.socket) -> None:
-        client.settimeout(HANDSHAKE_TIMEOUT)
-        try:
-            secure = self._context.wrap_socket(client, server_side=True)
-        except (OSError, ssl.SSLError) as exc:
-            self.handshake_errors.append(f"{type(exc).__name__}: {exc}")
-            _close(client)
-            return
-        secure.settimeout(None)
         try:
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
         except OSError:
-            _close(secure)
+            close(client)
             return
-        if not (self._track(secure) and self._track(upstream)):
-            _close(secure)
-            _close(upstream)
+        if not self._track(upstream):
+            close(client)
+            close(upstream)
             return
-        self._spawn(_pump, upstream, secure)
-        _pump(secure, upstream)
+        client.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            side = self._greet(client, upstream)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.greeting_errors.append(f"{type(exc).__name__}: {exc}")
+            side = None
+        if side is None or not self._track(side):
+            close(client)
+            close(upstream)
+            return
+        side.settimeout(None)
+        self._spawn(_pump, upstream, side)
+        _pump(side, upstream)
 
-    def __enter__(self) -> TlsProxy:
+    def __enter__(self) -> Relay:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class TlsProxy(Relay):
+    """Accepts TLS with ``cert`` and relays the plain bytes: clients that speak plain TCP are refused."""
+
+    def __init__(self, port: int, upstream_port: int, cert: CertPair) -> None:
+        super().__init__(port, upstream_port)
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert.cert_file, cert.key_file)
+
+    def _greet(self, client: socket.socket, upstream: socket.socket) -> socket.socket | None:
+        return self._context.wrap_socket(client, server_side=True)
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
@@ -131,11 +152,12 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        _close(source)
-        _close(sink)
+        close(source)
+        close(sink)
 
 
-def _close(sock: socket.socket) -> None:
+def close(sock: socket.socket) -> None:
+    """Shuts ``sock`` down and closes it, whatever state it is in."""
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
