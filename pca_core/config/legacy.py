@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import re
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from pca_core.config.native import build, read_payload_file
 from pca_core.config.schema import Config
 from pca_core.stratos.payload import MANDATORY_KEYS, Params, read_identity
 
-# Every key of the original agent.conf (docs: original-agent.md §2.2), plus pca's messaging.transport.
+# Every key of the original agent.conf (docs: original-agent.md §2.2), plus pca's messaging.transport and
+# thrift.tls.* (how a legacy file trusts its databridge receivers' certificates).
 AGENT_KEYS = frozenset({
     "mb.urls", "mb.ip", "mb.port", "mb.username", "mb.password", "mb.publisher.timeout",
     "listen.address", "thrift.receiver.urls", "thrift.server.admin.username",
@@ -30,7 +32,8 @@ AGENT_KEYS = frozenset({
     "monitoring.server.secure.port", "monitoring.server.admin.username",
     "monitoring.server.admin.password", "log.file.paths", "application_path", "metadata.service.url",
     "super.tenant.repository.path", "tenant.repository.path", "enable.initial.artifact.backup",
-    "param.file.path", "plugins.dir", "extensions.dir", "messaging.transport",
+    "param.file.path", "plugins.dir", "extensions.dir", "messaging.transport", "thrift.tls.ca.file",
+    "thrift.tls.verify",
 })
 
 # Payload parameters the agent reads (§2.3); an agent.conf may hold them too, as the original allowed.
@@ -81,7 +84,8 @@ def load_legacy(conf_path: Path, payload_path: Path | None,
     """Loads an agent.conf and its payload (default ``<conf dir>/payload/launch-params``).
 
     Returns:
-        The configuration, and a warning for each key of agent.conf the agent does not know.
+        The configuration, and the warnings: a key of agent.conf the agent does not know, and health
+        statistics or log publishing enabled without pca-thrift installed (the agent runs without them).
 
     Raises:
         ConfigErrors: naming the file, the key and what was expected, for every problem.
@@ -94,7 +98,7 @@ def load_legacy(conf_path: Path, payload_path: Path | None,
     warnings = [f"{conf_path}: {key}: unknown key, ignored" for key in conf if key not in known]
     get = Params((str(conf_path), conf, True), (str(payload_path), payload, False))
 
-    tree = _map(get, home, payload_path)
+    tree = _map(get, home, payload_path, warnings)
     identity = read_identity(get)
     # Identity keys may come from agent.conf (as in the original); extensions see the resolved values.
     tree["payload"] = {**payload, **{key: str(get.text(key)) for key in PAYLOAD_KEYS
@@ -107,8 +111,16 @@ def load_legacy(conf_path: Path, payload_path: Path | None,
     return config, warnings
 
 
-def _map(get: Params, home: Path, payload_path: Path) -> dict[str, Any]:
-    """Validates the agent.conf keys as the original did and maps them onto the native layout."""
+def _without_thrift(get: Params, key: str, what: str) -> str:
+    return (f"{get.source(key)}: {key}: {what} are not sent: the thrift log publisher is not installed "
+            f"(pip install pca-thrift)")
+
+
+def _map(get: Params, home: Path, payload_path: Path, warnings: list[str]) -> dict[str, Any]:
+    """Validates the agent.conf keys as the original did and maps them onto the native layout.
+
+    Adds to ``warnings`` what the file enables that this installation cannot do.
+    """
     urls = _urls(get, "mb.urls")
     if not urls:
         ip, port = get.text("mb.ip"), get.integer("mb.port")
@@ -119,24 +131,36 @@ def _map(get: Params, home: Path, payload_path: Path) -> dict[str, Any]:
             urls = [f"{ip}:{port}"]
     get.integer("mb.publisher.timeout", default=900)  # validated; pca never drops an event (docs)
     stats_enabled = get.flag("cep.stats.publisher.enabled", mandatory=True, default=False)
+    tls = {"ca_file": get.text("thrift.tls.ca.file"), "verify": get.flag("thrift.tls.verify")}
+    tls = {key: value for key, value in tls.items() if value is not None}
     thrift = {
         "urls": _urls(get, "thrift.receiver.urls", mandatory=True),
         "username": get.text("thrift.server.admin.username", mandatory=True),
         "password": get.text("thrift.server.admin.password", mandatory=True),
+        **tls,
     }
     publishers: list[dict[str, Any]] = []
+    thrift_installed = bool(entry_points(group="pca.log_publishers", name="thrift"))
     if stats_enabled:
-        publishers.append({"plugin": "thrift", "streams": ["health"], "options": thrift})
+        if thrift_installed:
+            publishers.append({"plugin": "thrift", "streams": ["health"], "options": thrift})
+        else:
+            warnings.append(_without_thrift(get, "cep.stats.publisher.enabled", "health statistics"))
     logs_enabled = bool(get.flag("enable.data.publisher", default=False))
     if logs_enabled:
         ip = get.text("monitoring.server.ip", mandatory=True)
         get.integer("monitoring.server.port", mandatory=True)
         secure_port = get.integer("monitoring.server.secure.port", mandatory=True)
-        publishers.append({"plugin": "thrift", "streams": ["logs"], "options": {
+        monitoring = {
             "urls": [f"{ip}:{secure_port}"],
             "username": get.text("monitoring.server.admin.username", mandatory=True),
             "password": get.text("monitoring.server.admin.password", mandatory=True),
-        }})
+            **tls,
+        }
+        if thrift_installed:
+            publishers.append({"plugin": "thrift", "streams": ["logs"], "options": monitoring})
+        else:
+            warnings.append(_without_thrift(get, "enable.data.publisher", "log lines"))
     commit = get.flag("COMMIT_ENABLED")
     transport: dict[str, Any] = {
         "plugin": get.text("messaging.transport", default="mqtt"),

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from pca_core import __version__
-from tests.support import thrift_stand_in
 from tests.support.configs import PAYLOAD_TOML as PAYLOAD
 from tests.support.dists import run_pca
 from tests.support.process import PcaProcess
@@ -73,7 +72,7 @@ def test_config_check_prints_the_legacy_defaults_with_passwords_masked(tmp_path)
     conf = home / "agent.conf"
     conf.write_text(conf.read_text().replace("mb.password=manager", "mb.password=mb-Pa55")
                     .replace("thrift.server.admin.password=admin", "thrift.server.admin.password=th-Pa55"))
-    result = run_pca("config", "check", "--config", str(conf), env=thrift_stand_in.install(tmp_path))
+    result = run_pca("config", "check", "--config", str(conf))  # the thrift publisher is pca-thrift's
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert 'plugin = "mqtt"' in out and '"localhost:1883"' in out

@@ -177,6 +177,35 @@ def test_data_publishing_needs_the_monitoring_server(home):
     assert cfg.publishers[0].options["urls"] == ["cep:7711"]
 
 
+MONITORING = ("enable.data.publisher=true\nmonitoring.server.ip=cep\nmonitoring.server.port=7611\n"
+              "monitoring.server.secure.port=7711\nmonitoring.server.admin.username=u\n"
+              "monitoring.server.admin.password=p\n")
+
+
+def test_thrift_tls_keys_reach_both_thrift_publishers(home):
+    conf = MINIMAL_CONF.replace("cep.stats.publisher.enabled=false", "cep.stats.publisher.enabled=true")
+    tls = "thrift.tls.ca.file=/etc/pca/cep-ca.pem\nthrift.tls.verify=false\n"
+    cfg, warnings = load(home, conf + MONITORING + tls)
+    assert warnings == []
+    assert [p.streams for p in cfg.publishers] == [("health",), ("logs",)]
+    for publisher in cfg.publishers:
+        assert publisher.options["ca_file"] == "/etc/pca/cep-ca.pem" and publisher.options["verify"] is False
+
+
+def test_without_pca_thrift_a_legacy_file_warns_and_runs_without_thrift_publishers(home, monkeypatch):
+    # The installation is what is missing here: the check for it sees no thrift log publisher.
+    monkeypatch.setattr("pca_core.config.legacy.entry_points", lambda **_: ())
+    conf = MINIMAL_CONF.replace("cep.stats.publisher.enabled=false", "cep.stats.publisher.enabled=true")
+    cfg, warnings = load(home, conf + MONITORING)
+    assert cfg.publishers == ()
+    conf_file = home / "agent.conf"
+    assert warnings == [
+        f"{conf_file}: cep.stats.publisher.enabled: health statistics are not sent: the thrift log publisher "
+        f"is not installed (pip install pca-thrift)",
+        f"{conf_file}: enable.data.publisher: log lines are not sent: the thrift log publisher is not "
+        f"installed (pip install pca-thrift)"]
+
+
 def test_messaging_transport_selects_another_transport(home):
     cfg, _ = load(home, MINIMAL_CONF + "messaging.transport=amqp\n")
     assert cfg.transport.plugin == "amqp"

@@ -1,0 +1,64 @@
+"""Events packed into a ``ThriftEventBundle``: each value in the list of its attribute's type.
+
+A receiver takes, per event, the next string as the stream id and the next long as the time stamp, then
+one value per attribute of the stream's definition from the list of that attribute's type. Every
+attribute therefore gets a value here, so a missing one never shifts the others: a missing string is sent
+as ``"_null"`` (which a receiver reads as null), a missing number (or one that is not a number) as 0 and a
+missing flag as false, since the databridge has no null for those. What a record holds beyond its
+stream's attributes travels as the event's arbitrary data, which receivers keep beside the attributes
+and which needs no change of the stream's definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pca_thrift._gen.data.ttypes import ThriftEventBundle
+
+NULL = "_null"
+
+
+Row = tuple[str, int, tuple[str, ...], tuple[Any, ...], Mapping[str, str] | None]
+"""An event to pack: its stream id, its time stamp in ms, its attributes' types, its values, and the
+arbitrary data (string pairs beside the definition's attributes) it carries, if any."""
+
+
+def bundle(session_id: str, events: Iterable[Row]) -> ThriftEventBundle:
+    """One bundle of ``events`` (see :data:`Row`)."""
+    ints: list[int] = []
+    longs: list[int] = []
+    doubles: list[float] = []
+    bools: list[bool] = []
+    strings: list[str] = []
+    arbitrary: dict[int, Mapping[str, str]] = {}
+    count = 0
+    for stream_id, timestamp, types, values, extra in events:
+        if extra:
+            arbitrary[count] = extra
+        count += 1
+        strings.append(stream_id)
+        longs.append(timestamp)
+        for kind, value in zip(types, values, strict=True):
+            if kind == "STRING":
+                strings.append(NULL if value is None else value if isinstance(value, str) else str(value))
+            elif kind in ("DOUBLE", "FLOAT"):
+                doubles.append(_number(value, float, 0.0))
+            elif kind == "LONG":
+                longs.append(_number(value, int, 0))
+            elif kind == "INT":
+                ints.append(_number(value, int, 0))
+            else:
+                bools.append(bool(value))
+    return ThriftEventBundle(sessionId=session_id, eventNum=count, intAttributeList=ints,
+                             longAttributeList=longs, doubleAttributeList=doubles, boolAttributeList=bools,
+                             stringAttributeList=strings, arbitraryDataMapMap=arbitrary or None)
+
+
+def _number(value: Any, kind: type, missing: Any) -> Any:
+    if value is None:
+        return missing
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return missing
