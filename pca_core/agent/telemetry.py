@@ -61,7 +61,7 @@ class Telemetry:
         self._tailer = LogTailer(logs.paths, self.sink, fields=log_fields(self._identity),
                                  max_unsettled=max(1, capacity // 2),
                                  position_file=Path(self._config.agent.state_dir) / "log-positions.json")
-        self._tailer.start(self._scheduler)
+        self._tailer.start(self._scheduler, logs.poll_interval)
 
     def close_logs(self) -> None:
         """Stops tailing and saves the positions; the sink's last deliveries still update them."""

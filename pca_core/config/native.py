@@ -149,8 +149,10 @@ def build(tree: dict[str, Any], *, source: str, environ: Mapping[str, str],
     except ConfigErrors as exc:
         errors += exc.errors
     if config is not None:
-        errors += [ConfigError(origin_of(f"agent.{issue.key}", source, environ), f"agent.{issue.key}",
-                               issue.expected) for issue in config.agent.issues()]
+        errors += [ConfigError(origin_of(f"{section}.{issue.key}", source, environ), f"{section}.{issue.key}",
+                               issue.expected)
+                   for section, issues in (("agent", config.agent.issues()), ("logs", config.logs.issues()))
+                   for issue in issues]
     if errors or config is None:
         raise ConfigErrors(errors)
     return config

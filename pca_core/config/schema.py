@@ -39,10 +39,23 @@ class HealthConfig(Section):
 
 
 class LogsConfig(Section):
-    """Log files to tail and ship to the publishers of stream ``logs``."""
+    """Log files to tail and ship to the publishers of stream ``logs``.
+
+    Attributes:
+        enabled: tail the files.
+        paths: the files, or glob patterns.
+        poll_interval: seconds between two looks at the files when they are quiet; while lines are
+            waiting the tailer reads on as soon as the publishers took the last ones.
+    """
 
     enabled: bool = False
     paths: tuple[str, ...] = ()
+    poll_interval: float = 0.25
+
+    def issues(self) -> Iterator[ConfigIssue]:
+        """A poll interval that cannot work."""
+        if not self.poll_interval > 0:
+            yield ConfigIssue("poll_interval", f"seconds, more than 0; got {self.poll_interval}")
 
 
 class AgentConfig(Section):

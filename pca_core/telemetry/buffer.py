@@ -95,6 +95,7 @@ class PublisherBuffer:
         self.overflowing = False  # an overflow episode is going on
         self.episode_dropped = 0
         self.dropped_total = 0
+        self.kicked = False  # a delivery of a full batch is queued on the scheduler
         # Held by the one delivery to this publisher that may run; what follows is touched only under it.
         self.delivering = threading.Lock()
         self.opened = False  # open() returned since the last failure: the publisher has its streams

@@ -7,6 +7,8 @@ first, in batches; the sink has no thread of its own.
 - **Per publisher**: ``batch_size``, ``flush_interval``, ``max_buffered`` and ``publish_timeout`` come from
   each publisher's :class:`~pca_core.api.PublisherConfig`. One delivery to a publisher runs at a time; a
   slow or failing publisher holds up no other.
+- **Under load**: a publisher with a full batch (``batch_size`` records) buffered gets a delivery at once,
+  on a scheduler worker, instead of at its next flush tick; a trickle waits for the tick.
 - **Routing**: a publisher receives the records whose stream its ``config.streams`` names, in the order
   they were emitted. It is opened with those streams' definitions before its first batch, and again before
   the next batch after one failed (a receiver that restarted may have forgotten them).
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 
 from pca_core.api.errors import LogPublishError, PcaError
 from pca_core.api.log_publisher import LogPublisher, LogRecord, StreamDefinition
-from pca_core.runtime.scheduler import Scheduler, Task
+from pca_core.runtime.scheduler import Scheduler, SchedulerBusy, Task
 from pca_core.telemetry.buffer import OnSettled, PublisherBuffer, Ticket, notify
 
 __all__ = ["OnSettled", "RecordSink"]
@@ -88,6 +90,7 @@ class RecordSink:
         """
         done: list[Ticket] = []
         overflowed: list[PublisherBuffer] = []
+        full: list[PublisherBuffer] = []
         ticket = Ticket(on_settled) if on_settled is not None else None
         with self._lock:
             if self._closed:
@@ -101,11 +104,15 @@ class RecordSink:
                         buffer.append(record, ticket, done)
                 if buffer.overflowing and not was_overflowing:
                     overflowed.append(buffer)
+                if self._full(buffer):
+                    full.append(buffer)
             if ticket is not None:
                 ticket.settle(lost=False, done=done)  # the count emit held while adding
         for buffer in overflowed:  # logged outside the lock: a slow log handler must not block producers
             _log.info("log publisher %s: %d records buffered, the most it holds; dropping the oldest until "
                       "it catches up", buffer.name, buffer.max_buffered)
+        for buffer in full:
+            self._kick(buffer)
         notify(done)
 
     # --- Observation -------------------------------------------------------------------------------------
@@ -182,11 +189,41 @@ class RecordSink:
         if time.monotonic() < buffer.retry_at:
             return  # backing off after a failure
         if not buffer.delivering.acquire(blocking=False):
-            return  # a delivery is running: never two at once
+            return  # a delivery is running: never two at once; it kicks the next one if a batch is full
         try:
             self._drain(buffer, None)
         finally:
             buffer.delivering.release()
+        with self._lock:
+            full = self._full(buffer)
+        if full:  # what arrived during the delivery fills a batch already
+            self._kick(buffer)
+
+    def _full(self, buffer: PublisherBuffer) -> bool:
+        """Whether ``buffer`` holds a full batch that no delivery is on its way for; if so, marks it kicked.
+
+        Called with the sink's lock held. Only once the periodic deliveries started, never while backing
+        off after a failure.
+        """
+        if (buffer.kicked or not self._tasks or self._closed or len(buffer.entries) < buffer.batch_size
+                or time.monotonic() < buffer.retry_at):
+            return False
+        buffer.kicked = True
+        return True
+
+    def _kick(self, buffer: PublisherBuffer) -> None:
+        """Delivers ``buffer``'s full batch on a scheduler worker now, not at its next flush tick."""
+        try:
+            self._scheduler.submit(functools.partial(self._kicked, buffer),
+                                   name=f"record sink {buffer.name} (full batch)")
+        except (SchedulerBusy, RuntimeError):  # the workers are busy or gone: the next tick delivers it
+            with self._lock:
+                buffer.kicked = False
+
+    def _kicked(self, buffer: PublisherBuffer) -> None:
+        with self._lock:
+            buffer.kicked = False
+        self._periodic(buffer)
 
     def _drain(self, buffer: PublisherBuffer, deadline: float | None) -> None:
         """Delivers the records buffered when it began (later ones wait for the next delivery)."""

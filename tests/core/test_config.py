@@ -77,6 +77,12 @@ def test_wrong_type_names_the_key_and_the_expected_type(tmp_path):
     assert str(path) in str(info.value)
 
 
+def test_a_log_poll_interval_that_cannot_work_names_the_key(tmp_path):
+    path = write(tmp_path, "[logs]\npoll_interval = 0\n" + PAYLOAD)
+    with pytest.raises(ConfigError, match=r"logs\.poll_interval: seconds, more than 0; got 0"):
+        load(path)
+
+
 def test_a_list_element_of_the_wrong_type_is_located(tmp_path):
     path = write(tmp_path, "[transport]\nurls = [\"a:1\", 2]\n" + PAYLOAD)
     with pytest.raises(ConfigError) as info:

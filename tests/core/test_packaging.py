@@ -26,9 +26,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory):
-    """Wheels of pca-core, pca-mqtt and pca-git, built from the working tree."""
+    """Wheels of pca-core, pca-mqtt, pca-git and pca-thrift, built from the working tree."""
     out = tmp_path_factory.mktemp("dist")
-    for project in (ROOT, ROOT / "plugins" / "pca_mqtt", ROOT / "plugins" / "pca_git"):
+    for project in (ROOT, *(ROOT / "plugins" / name for name in ("pca_mqtt", "pca_git", "pca_thrift"))):
         # An sdist first, and the wheel from it: nothing is built inside the source tree.
         subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(project)],
                        check=True, capture_output=True, text=True)
@@ -102,9 +102,10 @@ def test_the_core_alone_names_the_distribution_of_a_missing_plugin(wheels, tmp_p
     assert "Traceback" not in result.stderr
 
 
-def test_the_stratos_extra_installs_the_mqtt_transport_and_the_git_repository(wheels, tmp_path):
+def test_the_stratos_extra_installs_mqtt_git_and_thrift(wheels, tmp_path):
     bin_dir = fresh_env(tmp_path / "stratos", wheels, "pca-core[stratos]")
     rows = plugin_rows(bin_dir)
+    assert ["pca.log_publishers", "thrift", "pca-thrift", __version__, "ok"] in rows
     assert ["pca.transports", "memory", "pca-core", __version__, "ok"] in rows
     assert ["pca.transports", "mqtt", "pca-mqtt", __version__, "ok"] in rows
     assert ["pca.artifact_repos", "git", "pca-git", __version__, "ok"] in rows

@@ -231,6 +231,28 @@ def test_each_publisher_is_delivered_to_every_flush_interval_of_its_own(schedule
     assert numbers(slow.accepted) == [1]  # close delivers what is left
 
 
+def test_a_full_batch_is_delivered_at_once_a_partial_one_at_the_flush_tick(scheduler):
+    target = Sink(batch_size=5, flush_interval=3600)
+    sink = RecordSink([target], scheduler)
+    sink.start()
+    sink.emit([record("logs", n) for n in range(4)])
+    sink.emit([record("logs", 4), record("logs", 5)])  # a full batch now: no need to wait an hour
+    assert wait_until(lambda: numbers(target.accepted) == [0, 1, 2, 3, 4, 5])
+    sink.emit([record("logs", 6)])
+    assert not wait_until(lambda: len(target.accepted) == 7, timeout=0.3)  # a trickle waits for the tick
+    sink.close(5)
+    assert numbers(target.accepted) == list(range(7))
+
+
+def test_no_full_batch_is_delivered_before_the_sink_starts(scheduler):
+    target = Sink(batch_size=2, flush_interval=3600)
+    sink = RecordSink([target], scheduler)
+    sink.emit([record("logs", n) for n in range(4)])
+    assert not wait_until(lambda: target.attempts > 0, timeout=0.3)
+    sink.flush()
+    assert numbers(target.accepted) == [0, 1, 2, 3]
+
+
 def test_each_publisher_keeps_its_own_bound(scheduler):
     small, large = Sink(max_buffered=2), Sink(plugin="large", max_buffered=4)
     small.down = large.down = True

@@ -18,6 +18,7 @@ import pytest
 from pca_core.api.log_publisher import LogRecord
 from pca_core.runtime.scheduler import Scheduler
 from pca_core.telemetry.tailer import LogTailer
+from tests.support.waiting import wait_until
 
 WAIT = 10.0  # seconds; only ever reached when a test is about to fail
 
@@ -507,6 +508,64 @@ def test_start_polls_on_the_scheduler_without_a_thread_of_its_own(log: Path, sin
         tailer.close()
         assert task.cancelled
         assert sink.lines() == ["one", "two"]
+    finally:
+        assert scheduler.shutdown(WAIT)
+
+
+class SettlingLater(Sink):
+    """Takes records at once and says they were delivered only when told (as a publisher's delivery does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list = []
+
+    def emit(self, records: Sequence[LogRecord], *, on_settled=None) -> None:
+        super().emit(records)
+        self.waiting.append(on_settled)
+
+    def deliver(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for on_settled in waiting:
+            on_settled(True)
+
+
+def test_a_busy_file_is_read_on_at_once_not_at_the_next_tick(log: Path, sink: Sink) -> None:
+    # More than one read takes (LINES_PER_READ) with room for little at a time: without reading on at
+    # once, this would take hundreds of hour-long intervals.
+    scheduler = Scheduler(workers=2)
+    scheduler.start()
+    try:
+        tailer = LogTailer([str(log)], sink, max_unsettled=300)
+        tailer.poll()
+        tailer.start(scheduler, interval=3600)
+        append(log, "".join(f"line {n}\n" for n in range(2500)))
+        tailer.poll()  # the hour-long ticks would not; this one notices the lines, the rest follows
+        assert sink.wait_for(2500)
+        assert sink.lines() == [f"line {n}" for n in range(2500)]
+        tailer.close()
+    finally:
+        assert scheduler.shutdown(WAIT)
+
+
+def test_lines_waiting_for_room_are_read_once_the_sink_delivered_some(log: Path) -> None:
+    later = SettlingLater()
+    scheduler = Scheduler(workers=2)
+    scheduler.start()
+    try:
+        tailer = LogTailer([str(log)], later, max_unsettled=100)
+        tailer.poll()
+        tailer.start(scheduler, interval=3600)
+        append(log, "".join(f"line {n}\n" for n in range(1000)))
+        tailer.poll()
+        assert later.wait_for(100) and len(later.records) == 100  # no room for more until delivered
+
+        def delivered_all() -> bool:
+            later.deliver()  # each delivery makes room, and the tailer reads on without its tick
+            return len(later.records) == 1000
+
+        assert wait_until(delivered_all)
+        assert later.lines() == [f"line {n}" for n in range(1000)]
+        tailer.close()
     finally:
         assert scheduler.shutdown(WAIT)
 

@@ -293,6 +293,8 @@ class _Listener:
                 client, address = self.sock.accept()
             except OSError:
                 return  # stop() shut the socket down
+            # As Java Thrift's server sockets do (WSO2's receivers): replies leave at once, not after an ACK.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             thread = threading.Thread(target=self._serve, args=(client, address),
                                       name=f"databridge-{self.name}-{address[1]}", daemon=True)
             with self.lock:

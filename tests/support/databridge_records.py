@@ -25,7 +25,7 @@ def core_record(event: ReceivedEvent) -> LogRecord | None:
                   **{key: payload[key] for key in HEALTH_IDS}}
         return LogRecord("health", timestamp, fields)
     if event.stream_id.startswith("logs."):
-        fields = {"line": event.payload["message"], "path": (event.arbitrary or {}).get("path"),
+        fields = {"line": event.payload["message"], "path": event.payload["logger"],
                   "member_id": event.meta["memberId"], "cluster_id": event.payload["serverName"]}
         return LogRecord("logs", timestamp, fields)
     return None

@@ -112,8 +112,9 @@ def test_log_lines_go_to_the_stream_of_their_day_which_rolls_at_midnight(databri
     assert first.meta == {"memberId": "php.member-1"}
     assert first.payload == {"tenantID": "0", "serverName": "php.php.domain", "appName": "",
                              "logTime": "2015.12.21", "priority": "", "message": "last of the day",
-                             "logger": "", "ip": "", "instance": "php.member-1", "stacktrace": ""}
-    assert first.arbitrary == {"path": "/var/log/app.log"}
+                             "logger": "/var/log/app.log", "ip": "", "instance": "php.member-1",
+                             "stacktrace": ""}
+    assert first.arbitrary is None
     definition = databridge.definitions["logs.0.php.php.domain.2015.12.21:1.0.0"]
     assert [a["name"] for a in definition["payloadData"]] == [
         "tenantID", "serverName", "appName", "logTime", "priority", "message", "logger", "ip", "instance",

@@ -7,19 +7,22 @@ import os
 __all__ = ["line_start", "split_lines"]
 
 
-def split_lines(buf: bytes, limit: int) -> tuple[list[tuple[bytes, int]], int]:
+def split_lines(buf: bytes, limit: int, max_lines: int | None = None) -> tuple[list[tuple[bytes, int]], int]:
     """Splits ``buf`` into complete lines, over-long ones cut, and finds the unfinished rest.
 
     A line ends at a newline (a carriage return before it is removed). A line longer than ``limit``
     bytes is cut into pieces of at most ``limit`` bytes, at a UTF-8 character boundary where one is near.
+    With ``max_lines``, splitting stops after that many lines.
 
     Returns:
         The lines, each with the index in ``buf`` just after it (after its newline), and the index where
-        the unfinished rest begins.
+        the unfinished rest begins (or, after ``max_lines`` lines, where the next line begins).
     """
     lines: list[tuple[bytes, int]] = []
     start = 0
     while True:
+        if max_lines is not None and len(lines) >= max_lines:
+            return lines, start
         newline = buf.find(b"\n", start, start + limit + 1)
         if newline >= 0:
             end = newline - 1 if newline > start and buf[newline - 1] == 0x0D else newline

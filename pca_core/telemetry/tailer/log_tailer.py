@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from pca_core.api.errors import PcaError
 from pca_core.api.log_publisher import LogRecord
 from pca_core.telemetry.tailer.follow import Emitted, FileSet, FollowedFile
 from pca_core.telemetry.tailer.lines import split_lines
@@ -30,6 +31,10 @@ __all__ = ["LogTailer", "RecordEmitter"]
 _log = logging.getLogger("pca_core.telemetry.tailer")
 
 _READ_PIECE = 256 * 1024  # one pread never allocates more than this
+
+LINES_PER_READ = 1000
+"""Lines read from one file in one poll at most; a busy file is read on by the next poll at once. Short
+polls give the interpreter lock back often, so publishers waiting for it are not held up."""
 
 EMIT_GROUP = 100
 """Lines per ``emit`` call at most. The sink settles a call as a whole, so this bounds how many lines a
@@ -139,6 +144,10 @@ class LogTailer:
         self._closed = False
         self._task: Task | None = None
         self._emit_failing = False
+        self._scheduler: Scheduler | None = None
+        self._backlog = False  # the last poll left lines in a file (read budget or max_unsettled reached)
+        self._wake_lock = threading.Lock()
+        self._wake_queued = False  # an early poll is queued on the scheduler
 
     # --- Public API -----------------------------------------------------------------------------------
 
@@ -158,6 +167,7 @@ class LogTailer:
             files = self._files.files
             retiring = [f for f in files.values() if f.retiring_since is not None]
             emitted = 0
+            backlog = False
             blocked: set[str] = set()  # names whose rotated predecessor still has unread lines
             for f in retiring + [files[fid] for fid in seen]:
                 if f.retiring_since is None and f.path in blocked:
@@ -167,6 +177,7 @@ class LogTailer:
                     break
                 count, read, drained = result
                 emitted += count
+                backlog = backlog or not drained
                 if f.retiring_since is not None:
                     if not drained:
                         blocked.add(f.path)
@@ -174,7 +185,11 @@ class LogTailer:
                         emitted += self._retire(f, now)
             self._settle_all()
             self._save_if_changed()
-            return emitted
+            self._backlog = backlog
+            room = self._unsettled < self._max_unsettled
+        if backlog and room:
+            self._wake()  # more to read and room for it: no need to wait for the next tick
+        return emitted
 
     def start(self, scheduler: Scheduler, interval: float = 1.0) -> Task:
         """Polls every ``interval`` seconds on ``scheduler``'s threads; the tailer starts none of its own.
@@ -191,6 +206,7 @@ class LogTailer:
             if self._task is not None and not self._task.cancelled:
                 raise RuntimeError("the log tailer is already started")
             self._task = scheduler.every(interval, self.poll, name="log-tailer")
+            self._scheduler = scheduler
             return self._task
 
     def close(self) -> None:
@@ -223,7 +239,7 @@ class LogTailer:
             raised, in which case ``f`` advanced only past the lines it took before.
         """
         self._settle(f)
-        room = self._max_unsettled - self._unsettled
+        room = min(self._max_unsettled - self._unsettled, LINES_PER_READ)
         if room <= 0:
             return 0, 0, False  # paused until the sink delivered some: the lines wait in the file
         offset, pending, head = f.offset, f.pending, f.head
@@ -241,13 +257,15 @@ class LogTailer:
                 offset, pending, head = 0, b"", b""
             budget = self._read_chunk
             drained = size <= offset
-            while not drained and budget > 0:
+            newlines = 0
+            while not drained and budget > 0 and newlines < room:  # no more than the room takes
                 want = min(budget, _READ_PIECE)
                 data = os.pread(f.fd, want, offset)
                 chunks.append(data)
                 offset += len(data)
                 budget -= len(data)
                 drained = len(data) < want
+                newlines += data.count(b"\n")
             if len(head) < HEAD_BYTES and offset > len(head):
                 head = os.pread(f.fd, HEAD_BYTES, 0)
         except OSError as exc:
@@ -260,12 +278,12 @@ class LogTailer:
         read = sum(map(len, chunks))
         buf = pending + b"".join(chunks)
         base = offset - len(buf)  # the file offset where buf starts
-        complete, rest = split_lines(buf, self._max_line)
+        wanted = room - len(lines)
+        complete, rest = split_lines(buf, self._max_line, wanted)
         lines += [(line, base + end) for line, end in complete]
         pending = buf[rest:]
-        if len(lines) > room:  # the rest is read again once the sink caught up
-            lines = lines[:room]
-            offset, pending, drained = lines[-1][1], b"", False
+        if len(complete) >= wanted:  # no more room: the rest is read again once the sink caught up
+            offset, pending, drained = base + rest, b"", False
         if truncated:  # what was on its way from the old content is gone from the file either way
             self._forget_unsettled(f)
             f.acked = 0
@@ -304,6 +322,9 @@ class LogTailer:
             f.unsettled.append(emitted)
             self._unsettled += emitted.count
             handed += len(group)
+            # Lets a thread that waits for the interpreter lock (a publisher whose receiver answered) run
+            # now rather than after the switch interval (5 ms): reading a busy file is a long loop.
+            time.sleep(0)
         if self._emit_failing and lines:
             _log.info("log tailer: the record sink accepts records again")
             self._emit_failing = False
@@ -338,10 +359,29 @@ class LogTailer:
     def _on_settled(self, emitted: Emitted, delivered: bool) -> None:
         """The sink's callback: records the outcome, applied by the next poll (or now, once closed)."""
         emitted.outcome = delivered
+        if delivered and self._backlog:
+            self._wake()  # room for lines waiting in their files
         if self._closed:  # no poll will come: the late acknowledgement updates the saved positions itself
             with self._lock:
                 self._settle_all()
                 self._save_if_changed()
+
+    def _wake(self) -> None:
+        """Queues one early poll on the scheduler (at most one at a time): lines wait and may be read now."""
+        with self._wake_lock:
+            if self._wake_queued or self._scheduler is None or self._closed:
+                return
+            self._wake_queued = True
+        try:
+            self._scheduler.submit(self._woken, name="log-tailer (lines waiting)")
+        except (PcaError, RuntimeError):  # the workers are busy or shut down: the next tick reads them
+            with self._wake_lock:
+                self._wake_queued = False
+
+    def _woken(self) -> None:
+        with self._wake_lock:
+            self._wake_queued = False
+        self.poll()
 
     def _settle_all(self) -> None:
         for f in list(self._files.files.values()):

@@ -4,14 +4,12 @@ A receiver takes, per event, the next string as the stream id and the next long 
 one value per attribute of the stream's definition from the list of that attribute's type. Every
 attribute therefore gets a value here, so a missing one never shifts the others: a missing string is sent
 as ``"_null"`` (which a receiver reads as null), a missing number (or one that is not a number) as 0 and a
-missing flag as false, since the databridge has no null for those. What a record holds beyond its
-stream's attributes travels as the event's arbitrary data, which receivers keep beside the attributes
-and which needs no change of the stream's definition.
+missing flag as false, since the databridge has no null for those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from pca_thrift._gen.data.ttypes import ThriftEventBundle
@@ -19,9 +17,9 @@ from pca_thrift._gen.data.ttypes import ThriftEventBundle
 NULL = "_null"
 
 
-Row = tuple[str, int, tuple[str, ...], tuple[Any, ...], Mapping[str, str] | None]
-"""An event to pack: its stream id, its time stamp in ms, its attributes' types, its values, and the
-arbitrary data (string pairs beside the definition's attributes) it carries, if any."""
+Row = tuple[str, int, tuple[str, ...] | None, tuple[Any, ...]]
+"""An event to pack: its stream id, its time stamp in ms, its attributes' types (None: all strings) and its
+values."""
 
 
 def bundle(session_id: str, events: Iterable[Row]) -> ThriftEventBundle:
@@ -31,17 +29,17 @@ def bundle(session_id: str, events: Iterable[Row]) -> ThriftEventBundle:
     doubles: list[float] = []
     bools: list[bool] = []
     strings: list[str] = []
-    arbitrary: dict[int, Mapping[str, str]] = {}
     count = 0
-    for stream_id, timestamp, types, values, extra in events:
-        if extra:
-            arbitrary[count] = extra
+    for stream_id, timestamp, types, values in events:
         count += 1
         strings.append(stream_id)
         longs.append(timestamp)
+        if types is None:  # the log streams: the common case, kept short
+            strings += [value if value.__class__ is str else _text(value) for value in values]
+            continue
         for kind, value in zip(types, values, strict=True):
             if kind == "STRING":
-                strings.append(NULL if value is None else value if isinstance(value, str) else str(value))
+                strings.append(value if value.__class__ is str else _text(value))
             elif kind in ("DOUBLE", "FLOAT"):
                 doubles.append(_number(value, float, 0.0))
             elif kind == "LONG":
@@ -52,7 +50,11 @@ def bundle(session_id: str, events: Iterable[Row]) -> ThriftEventBundle:
                 bools.append(bool(value))
     return ThriftEventBundle(sessionId=session_id, eventNum=count, intAttributeList=ints,
                              longAttributeList=longs, doubleAttributeList=doubles, boolAttributeList=bools,
-                             stringAttributeList=strings, arbitraryDataMapMap=arbitrary or None)
+                             stringAttributeList=strings)
+
+
+def _text(value: Any) -> str:
+    return NULL if value is None else str(value)
 
 
 def _number(value: Any, kind: type, missing: Any) -> Any:

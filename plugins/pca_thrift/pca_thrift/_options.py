@@ -45,7 +45,7 @@ class ThriftOptions(PluginOptions):
     reconnect_delay: float = 2.0
     max_reconnect_delay: float = 60.0
     max_backlog: int = 10_000
-    bundle_size: int = 500
+    bundle_size: int = 250
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
@@ -21,6 +20,7 @@ from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TBufferedTransport, TTransportException
 
 from pca_thrift._bundle import bundle
+from pca_thrift._events import Event
 from pca_thrift._gen.exception.ttypes import (
     ThriftAuthenticationException,
     ThriftDifferentStreamDefinitionAlreadyDefinedException,
@@ -42,20 +42,12 @@ class ReceiverError(Exception):
     """A delivery to one receiver failed; the message is one line that says what to check."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A record on its way: its databridge stream, its time stamp in ms, its values, its arbitrary data."""
-
-    stream: DatabridgeStream
-    timestamp: int
-    values: tuple[Any, ...]
-    extra: dict[str, str] | None = None
-
-
 class _Connection:
     """A Thrift client over one socket (TLS or plain), unframed and buffered, binary protocol."""
 
     def __init__(self, sock: socket.socket, service: Any) -> None:
+        # Every call is flushed whole: Nagle's algorithm would hold a pipelined bundle for the last ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         handle = TSocket()
         handle.setHandle(sock)
         self.transport = TBufferedTransport(handle)
@@ -88,8 +80,9 @@ class Receiver:
         self._session: str | None = None
         self._data: _Connection | None = None
         self._stream_ids: dict[str, str] = {}  # stream name -> the id the receiver gave it
+        self._taken = 0  # events of the delivery in progress the receiver answered for
 
-    def deliver(self, events: Sequence[Event], timeout: float) -> None:
+    def deliver(self, events: Sequence[Event | None], timeout: float) -> None:
         """Sends ``events`` in bundles of ``options.bundle_size``; returns once the receiver took them all.
 
         Raises:
@@ -97,13 +90,7 @@ class Receiver:
                 those it took already then arrive twice (at least once).
         """
         try:
-            if self._data is None:
-                self._login()
-            assert self._data is not None
-            self._data.set_timeout(timeout)
-            size = self._options.bundle_size
-            for start in range(0, len(events), size):
-                self._publish(events[start:start + size])
+            self._deliver(events, timeout)
         except ReceiverError:
             self.disconnect()
             raise
@@ -192,25 +179,58 @@ class Receiver:
             self._stream_ids[stream.name] = stream_id
         return stream_id
 
-    def _publish(self, events: Sequence[Event]) -> None:
+    def _deliver(self, events: Sequence[Event | None], timeout: float) -> None:
+        """Sends ``events``, logging in first if need be.
+
+        A session the receiver forgot is opened again and what it had not taken is sent again, once.
+        """
+        self._taken = 0
         for attempt in (1, 2):
+            if self._data is None:
+                self._login()
+            assert self._data is not None
+            self._data.set_timeout(timeout)
             try:
-                ids = {event.stream.name: self._stream_id(event.stream) for event in events}
-                assert self._data is not None and self._session is not None
-                self._data.client.publish(bundle(self._session, (
-                    (ids[event.stream.name], event.timestamp, event.stream.types, event.values, event.extra)
-                    for event in events)))
+                self._send(events)
                 return
             except ThriftSessionExpiredException:
                 if attempt == 2:
                     raise ReceiverError(f"thrift: {self.address} expired a new session at once") from None
-                self.disconnect()  # a new login, and the streams defined again in it
-                self._login()
             except ThriftUndefinedEventTypeException as exc:
                 if attempt == 2:
                     raise ReceiverError(f"thrift: {self.address} does not know the streams it has just "
                                         f"defined ({_one_line(exc.message)})") from None
-                self._stream_ids = {}
+            self.disconnect()  # a new login, the streams defined again; late replies go with the connection
+
+    def _send(self, events: Sequence[Event | None]) -> None:
+        """Sends what of ``events`` the receiver has not taken, in bundles of ``options.bundle_size``.
+
+        Each bundle is packed and sent before the reply to the one before is read, so that packing
+        overlaps the receiver's work; :attr:`_taken` counts the events whose bundle was answered.
+        """
+        assert self._data is not None and self._session is not None
+        client, session, size = self._data.client, self._session, self._options.bundle_size
+        ids = self._stream_ids
+        answered = None  # the end of the bundle whose reply is due
+        for start in range(self._taken, len(events), size):
+            chunk = [event for event in events[start:start + size] if event is not None]
+            new = {event.stream.name: event.stream for event in chunk if event.stream.name not in ids}
+            if new:  # a definition is a call of its own: the reply on its way comes first
+                if answered is not None:
+                    client.recv_publish()
+                    self._taken, answered = answered, None
+                for stream in new.values():
+                    self._stream_id(stream)
+            client.send_publish(bundle(session, (
+                (ids[event.stream.name], event.timestamp, event.stream.packing, event.values)
+                for event in chunk)))
+            if answered is not None:
+                client.recv_publish()
+                self._taken = answered
+            answered = min(start + size, len(events))
+        if answered is not None:
+            client.recv_publish()
+            self._taken = answered
 
 
 def _reason(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pca_core.api import (
@@ -22,8 +22,9 @@ from pca_core.api import (
     PublisherConfig,
     StreamDefinition,
 )
+from pca_thrift._events import Event, Events
 from pca_thrift._options import ThriftOptions, addresses, config_issues
-from pca_thrift._receiver import Event, Receiver, ReceiverError
+from pca_thrift._receiver import Receiver, ReceiverError
 from pca_thrift.streams import Catalog
 
 _log = logging.getLogger("pca_thrift")
@@ -93,9 +94,7 @@ class ThriftLogPublisher(LogPublisher):
             LogPublishError: no receiver took the batch (each one's reason is in the message), or the
                 publisher is closed.
         """
-        events = self._events(batch)
-        if not events:
-            return len(batch)
+        events = Events(batch, self._event)
         wait = self.config.publish_timeout if timeout is None else timeout
         with self._lock:
             if self._closed:
@@ -127,22 +126,17 @@ class ThriftLogPublisher(LogPublisher):
 
     # -- delivery -------------------------------------------------------------------------------------
 
-    def _events(self, batch: Iterable[LogRecord]) -> list[Event]:
-        events = []
-        catalog = self._catalog
-        for record in batch:
-            stream = catalog.stream(record)
-            if stream is None:
-                if record.stream not in self._skipped:
-                    self._skipped.add(record.stream)
-                    _log.warning("thrift: records of stream %r are not sent: the databridge streams are "
-                                 "'health' and 'logs'", record.stream)
-                continue
-            milliseconds = round(record.timestamp * 1000)
-            events.append(Event(stream, milliseconds, stream.row(record), stream.extra(record)))
-        return events
+    def _event(self, record: LogRecord) -> Event | None:
+        stream = self._catalog.stream(record)
+        if stream is None:
+            if record.stream not in self._skipped:
+                self._skipped.add(record.stream)
+                _log.warning("thrift: records of stream %r are not sent: the databridge streams are 'health' "
+                             "and 'logs'", record.stream)
+            return None
+        return Event(stream, round(record.timestamp * 1000), stream.row(record))
 
-    def _deliver(self, lanes: list[_Lane], events: list[Event], timeout: float) -> dict[int, str | None]:
+    def _deliver(self, lanes: list[_Lane], events: Events, timeout: float) -> dict[int, str | None]:
         """Delivers to ``lanes`` in parallel; each one's error (None: it took everything), by ``id(lane)``."""
         if self._pool is None or len(lanes) == 1:
             return {id(lane): self._send(lane, events, timeout) for lane in lanes}
@@ -159,10 +153,10 @@ class ThriftLogPublisher(LogPublisher):
                 results[id(lane)] = self._failed(lane, reason)
         return results
 
-    def _send(self, lane: _Lane, events: list[Event], timeout: float) -> str | None:
+    def _send(self, lane: _Lane, events: Events, timeout: float) -> str | None:
         owed = list(lane.backlog)
         try:
-            lane.receiver.deliver(owed + events, timeout)
+            lane.receiver.deliver([*owed, *events] if owed else events, timeout)
         except ReceiverError as exc:
             return self._failed(lane, str(exc))
         for _ in owed:  # not clear(): a delivery that outlived its publish() runs beside the next one
@@ -186,11 +180,12 @@ class ThriftLogPublisher(LogPublisher):
         return reason
 
     @staticmethod
-    def _owe(lane: _Lane, events: list[Event]) -> None:
+    def _owe(lane: _Lane, events: Events) -> None:
         """``lane`` missed ``events`` that another receiver took: it gets them when it answers again."""
         backlog = lane.backlog
-        overflow = len(backlog) + len(events) - (backlog.maxlen or 0)
-        backlog.extend(events)  # beyond maxlen the deque drops its oldest
+        missed = [event for event in events if event is not None]
+        overflow = len(backlog) + len(missed) - (backlog.maxlen or 0)
+        backlog.extend(missed)  # beyond maxlen the deque drops its oldest
         if overflow > 0:
             lane.dropped += overflow
             if not lane.overflowing:

@@ -9,10 +9,11 @@ whatever the record lacks.
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pca_core.api import LogRecord, StreamDefinition
@@ -39,7 +40,7 @@ class DatabridgeStream:
         types: the type (``STRING``, ``DOUBLE``...) of every attribute, meta data first, then correlation
             data, then payload data: the order a receiver reads values in.
         row: the record's values in that order.
-        extra: what of the record the definition has no attribute for, as arbitrary data (or None).
+        packing: the types again, or None when every attribute is a string (packed faster).
     """
 
     name: str
@@ -47,7 +48,10 @@ class DatabridgeStream:
     definition: str
     types: tuple[str, ...]
     row: Callable[[LogRecord], tuple[Any, ...]]
-    extra: Callable[[LogRecord], dict[str, str] | None] = lambda record: None
+    packing: tuple[str, ...] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "packing", None if set(self.types) == {"STRING"} else self.types)
 
 
 def _definition(name: str, nick: str, description: str, meta: tuple[tuple[str, str], ...],
@@ -101,7 +105,8 @@ def log_stream(core: StreamDefinition, day: str) -> DatabridgeStream:
     """The log stream of ``day``: the member id as meta data, then the ten Stratos log attributes.
 
     ``logTime`` is the day, as in the stream's name (what the Stratos agent sent); ``message`` is the line.
-    The file the line was read from goes as the arbitrary data ``path``.
+    ``logger`` is the file the line was read from (the Stratos agent sent it empty, with no way to tell
+    the files of ``log.file.paths`` apart).
     """
     properties = core.properties
     tenant, alias = log_tenant(properties), properties.get("cluster_id", "")
@@ -109,19 +114,17 @@ def log_stream(core: StreamDefinition, day: str) -> DatabridgeStream:
     meta = (("memberId", "STRING"),)
     payload = tuple((key, "STRING") for key in _LOG_PAYLOAD)
 
-    def row(record: LogRecord) -> tuple[Any, ...]:
+    default_member = properties.get("member_id") or None
+
+    def row(record: LogRecord) -> tuple[Any, ...]:  # once per line: kept short
         fields = record.fields
-        member = fields.get("member_id") or properties.get("member_id") or None
-        return (member, tenant, alias, "", day, "", fields.get("line"), "", "", member, "")
+        member = fields.get("member_id") or default_member
+        line, path = fields.get("line"), fields.get("path") or ""
+        return (member, tenant, alias, "", day, "", line, path, "", member, "")
 
     definition = _definition(name, "log entries from instance", "Apache Stratos Instance Log Publisher",
                              meta, payload)
-    return DatabridgeStream(name, VERSION, definition, ("STRING",) * (len(meta) + len(payload)), row, _path)
-
-
-def _path(record: LogRecord) -> dict[str, str] | None:
-    path = record.fields.get("path")
-    return {"path": str(path)} if path else None
+    return DatabridgeStream(name, VERSION, definition, ("STRING",) * (len(meta) + len(payload)), row)
 
 
 class Catalog:
@@ -138,6 +141,7 @@ class Catalog:
         health = self._core.get("health")
         self._health = health_stream(health) if health is not None else None
         self._logs: dict[str, DatabridgeStream] = {}
+        self._today: tuple[float, float, DatabridgeStream] | None = None  # the last day's [start, end)
 
     def stream(self, record: LogRecord) -> DatabridgeStream | None:
         """The stream ``record`` goes to; None for a stream this publisher was not opened with."""
@@ -145,10 +149,22 @@ class Catalog:
             return self._health
         if record.stream != "logs" or "logs" not in self._core:
             return None
-        day = log_day(record.timestamp)
+        today, timestamp = self._today, record.timestamp
+        if today is not None and today[0] <= timestamp < today[1]:
+            return today[2]  # most lines fall on the day of the line before
+        day = log_day(timestamp)
         stream = self._logs.get(day)
         if stream is None:
             if len(self._logs) >= self._DAYS_KEPT:
                 del self._logs[min(self._logs)]
             stream = self._logs[day] = log_stream(self._core["logs"], day)
+        self._today = (*_day_bounds(timestamp), stream)
         return stream
+
+
+def _day_bounds(timestamp: float) -> tuple[float, float]:
+    """The local day ``timestamp`` falls in, as [start, end) time stamps (DST days are 23 or 25 hours)."""
+    moment = datetime.datetime.fromtimestamp(timestamp)
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = start + datetime.timedelta(days=1)
+    return start.timestamp(), end.timestamp()
