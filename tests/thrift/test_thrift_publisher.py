@@ -142,6 +142,15 @@ def test_an_expired_session_is_opened_again_and_nothing_is_lost(databridge, make
     assert databridge.logins == [("admin", True), ("admin", True)]
 
 
+def test_a_session_expiring_under_pipelined_bundles_loses_and_repeats_nothing(databridge, make_publisher):
+    publisher = make_publisher(databridge, bundle_size=2)  # 4 bundles, the next sent before each reply
+    assert publisher.publish([health(0.0)]) == 1
+    databridge.expire_sessions()
+    assert publisher.publish([health(float(n)) for n in range(1, 8)]) == 7
+    assert [e.payload["value"] for e in databridge.wait_for_events(8)] == [float(n) for n in range(8)]
+    assert len(databridge.logins) == 2
+
+
 def test_a_restarted_receiver_gets_the_records_again_from_the_same_publisher(databridge, make_publisher):
     publisher = make_publisher(databridge)
     assert publisher.publish([health(1.0)]) == 1

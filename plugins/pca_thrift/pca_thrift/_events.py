@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, overload
 
 from pca_core.api import LogRecord
@@ -45,10 +45,20 @@ class Events(Sequence[Event | None]):
     def __getitem__(self, index: slice) -> Sequence[Event | None]: ...
 
     def __getitem__(self, index: int | slice) -> Event | Sequence[Event | None] | None:
-        stop = index.indices(len(self))[1] if isinstance(index, slice) else index % len(self) + 1
+        if isinstance(index, slice):
+            self._convert_up_to(index.indices(len(self))[1])
+        else:
+            self._convert_up_to(min(index if index >= 0 else index + len(self), len(self) - 1) + 1)
+        return self._events[index]
+
+    def __iter__(self) -> Iterator[Event | None]:
+        self._convert_up_to(len(self))
+        return iter(self._events)
+
+    def _convert_up_to(self, stop: int) -> None:
+        """Makes sure the events of the first ``stop`` records exist."""
         events = self._events
         if len(events) < stop:
             with self._lock:
                 convert, records = self._convert, self._records
                 events.extend(convert(record) for record in records[len(events):stop])
-        return events[index]
