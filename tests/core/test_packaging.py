@@ -6,6 +6,7 @@
   distribution.
 """
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -100,6 +101,17 @@ def test_the_core_alone_names_the_distribution_of_a_missing_plugin(wheels, tmp_p
     assert result.returncode == 1
     assert "artifacts.plugin" in result.stderr and "pip install pca-git" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_legacy_file_without_pca_thrift_warns_once_and_loads(wheels, tmp_path):
+    bin_dir = fresh_env(tmp_path / "no-thrift", wheels, "pca-mqtt")  # and pca-core, its dependency
+    home = shutil.copytree(ROOT / "examples" / "legacy", tmp_path / "legacy")  # health statistics enabled
+    result = subprocess.run([bin_dir / "pca", "config", "check", "--config", home / "agent.conf"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("pip install pca-thrift") == 1
+    assert "health statistics are not sent" in result.stderr and "Traceback" not in result.stderr
+    assert "[[publishers]]" not in result.stdout
 
 
 def test_the_stratos_extra_installs_mqtt_git_and_thrift(wheels, tmp_path):

@@ -322,9 +322,6 @@ class LogTailer:
             f.unsettled.append(emitted)
             self._unsettled += emitted.count
             handed += len(group)
-            # Lets a thread that waits for the interpreter lock (a publisher whose receiver answered) run
-            # now rather than after the switch interval (5 ms): reading a busy file is a long loop.
-            time.sleep(0)
         if self._emit_failing and lines:
             _log.info("log tailer: the record sink accepts records again")
             self._emit_failing = False
