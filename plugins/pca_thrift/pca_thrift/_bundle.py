@@ -9,31 +9,28 @@ missing flag as false, since the databridge has no null for those.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pca_thrift._events import Event
 from pca_thrift._gen.data.ttypes import ThriftEventBundle
 
 NULL = "_null"
 
 
-Row = tuple[str, int, tuple[str, ...] | None, tuple[Any, ...]]
-"""An event to pack: its stream id, its time stamp in ms, its attributes' types (None: all strings) and its
-values."""
-
-
-def bundle(session_id: str, events: Iterable[Row]) -> ThriftEventBundle:
-    """One bundle of ``events`` (see :data:`Row`)."""
+def bundle(session_id: str, events: Iterable[Event], ids: Mapping[str, str]) -> ThriftEventBundle:
+    """One bundle of ``events``, each under the id its stream has in ``ids`` (by stream name)."""
     ints: list[int] = []
     longs: list[int] = []
     doubles: list[float] = []
     bools: list[bool] = []
     strings: list[str] = []
     count = 0
-    for stream_id, timestamp, types, values in events:
+    for stream, timestamp, values in events:
         count += 1
-        strings.append(stream_id)
+        strings.append(ids[stream.name])
         longs.append(timestamp)
+        types = stream.packing
         if types is None:  # the log streams: the common case, kept short
             strings += [value if value.__class__ is str else _text(value) for value in values]
             continue

@@ -214,16 +214,17 @@ class Receiver:
         answered = None  # the end of the bundle whose reply is due
         for start in range(self._taken, len(events), size):
             chunk = [event for event in events[start:start + size] if event is not None]
-            new = {event.stream.name: event.stream for event in chunk if event.stream.name not in ids}
+            streams = getattr(events, "streams", None)  # an Events knows them; a list is looked through
+            if streams is None:
+                streams = {event.stream.name: event.stream for event in chunk}
+            new = [stream for name, stream in streams.items() if name not in ids]
             if new:  # a definition is a call of its own: the reply on its way comes first
                 if answered is not None:
                     client.recv_publish()
                     self._taken, answered = answered, None
-                for stream in new.values():
+                for stream in new:
                     self._stream_id(stream)
-            client.send_publish(bundle(session, (
-                (ids[event.stream.name], event.timestamp, event.stream.packing, event.values)
-                for event in chunk)))
+            client.send_publish(bundle(session, chunk, ids))
             if answered is not None:
                 client.recv_publish()
                 self._taken = answered
