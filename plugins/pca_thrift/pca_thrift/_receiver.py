@@ -55,9 +55,14 @@ class _Connection:
                                               container_length_limit=_CONTAINER_LIMIT)
         self.client = service.Client(protocol)
         self._socket = sock
+        self._timeout = sock.gettimeout()
 
     def set_timeout(self, seconds: float) -> None:
-        self._socket.settimeout(seconds)
+        # Only when it changes: settimeout gives up the interpreter lock, which costs up to a switch
+        # interval (5 ms) to get back while another thread computes.
+        if seconds != self._timeout:
+            self._socket.settimeout(seconds)
+            self._timeout = seconds
 
     def close(self) -> None:
         with contextlib.suppress(OSError, TTransportException):
