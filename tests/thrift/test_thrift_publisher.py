@@ -18,6 +18,7 @@ from pca_core.stratos.payload import Identity
 from pca_core.telemetry.streams import core_streams
 from pca_core.testing import build_plugin
 from tests.support.databridge import DatabridgeReceiver
+from tests.support.waiting import wait_until
 
 IDENTITY = Identity(application_id="app-1", service_name="php", cluster_id="php.php.domain",
                     tenant_id="-1234", multitenant=False, ports=(), member_id="php.member-1",
@@ -158,14 +159,14 @@ def test_a_restarted_receiver_gets_the_records_again_from_the_same_publisher(dat
     with pytest.raises(LogPublishError, match="does not answer"):
         publisher.publish([health(2.0)], timeout=2)
     databridge.start()
-    delivered = False
-    for _ in range(100):  # the core offers the batch again after its own backoff; here, at once
+
+    def offered_again() -> bool:  # as the core does, after its own backoff; here as often as it may
         try:
-            delivered = publisher.publish([health(2.0)], timeout=2) == 1
-            break
+            return publisher.publish([health(2.0)], timeout=2) == 1
         except LogPublishError:
-            threading.Event().wait(0.05)  # the publisher's backoff (0.05-0.1 s) before the next try
-    assert delivered
+            return False
+
+    assert wait_until(offered_again)
     assert [e.payload["value"] for e in databridge.wait_for_events(2)] == [1.0, 2.0]
 
 
@@ -177,10 +178,16 @@ def test_every_receiver_gets_every_record_and_one_that_was_down_catches_up(
     assert publisher.publish([health(2.0)]) == 1  # the first receiver took it
     assert publisher.publish([health(3.0)]) == 1
     second_databridge.start()
-    threading.Event().wait(0.15)  # past the down receiver's backoff (at most 0.1 s), which is the point
-    assert publisher.publish([health(4.0)]) == 1
-    assert [e.payload["value"] for e in databridge.wait_for_events(4)] == [1.0, 2.0, 3.0, 4.0]
-    assert [e.payload["value"] for e in second_databridge.wait_for_events(4)] == [1.0, 2.0, 3.0, 4.0]
+    sent = [1.0, 2.0, 3.0]
+
+    def caught_up() -> bool:  # once its backoff is over, the next batch brings what it missed first
+        sent.append(float(len(sent) + 1))
+        assert publisher.publish([health(sent[-1])]) == 1
+        return len(second_databridge.events) == len(sent)
+
+    assert wait_until(caught_up)
+    assert [e.payload["value"] for e in databridge.wait_for_events(len(sent))] == sent
+    assert [e.payload["value"] for e in second_databridge.events] == sent
     assert publisher.dropped == {databridge.url: 0, second_databridge.url: 0}
     assert sum(t.name.startswith("pca-thrift") for t in threading.enumerate()) <= 2
 
