@@ -11,13 +11,13 @@ from __future__ import annotations
 import configparser
 import re
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from pca_core.api.errors import ConfigError
 from pca_core.config.native import build, read_payload_file
 from pca_core.config.schema import Config
+from pca_core.runtime.discovery import LOG_PUBLISHERS, installed_names
 from pca_core.stratos.payload import MANDATORY_KEYS, Params, read_identity
 
 # Every key of the original agent.conf (docs: original-agent.md §2.2), plus pca's messaging.transport and
@@ -140,7 +140,7 @@ def _map(get: Params, home: Path, payload_path: Path, warnings: list[str]) -> di
         **tls,
     }
     publishers: list[dict[str, Any]] = []
-    thrift_installed = bool(entry_points(group="pca.log_publishers", name="thrift"))
+    thrift_installed = "thrift" in installed_names(LOG_PUBLISHERS)
     if stats_enabled:
         if thrift_installed:
             publishers.append({"plugin": "thrift", "streams": ["health"], "options": thrift})

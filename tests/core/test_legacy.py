@@ -194,7 +194,7 @@ def test_thrift_tls_keys_reach_both_thrift_publishers(home):
 
 def test_without_pca_thrift_a_legacy_file_warns_and_runs_without_thrift_publishers(home, monkeypatch):
     # The installation is what is missing here: the check for it sees no thrift log publisher.
-    monkeypatch.setattr("pca_core.config.legacy.entry_points", lambda **_: ())
+    monkeypatch.setattr("pca_core.config.legacy.installed_names", lambda group: [])
     conf = MINIMAL_CONF.replace("cep.stats.publisher.enabled=false", "cep.stats.publisher.enabled=true")
     cfg, warnings = load(home, conf + MONITORING)
     assert cfg.publishers == ()

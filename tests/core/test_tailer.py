@@ -529,45 +529,35 @@ class SettlingLater(Sink):
             on_settled(True)
 
 
-def test_a_busy_file_is_read_on_at_once_not_at_the_next_tick(log: Path, sink: Sink) -> None:
+def test_a_busy_file_is_read_on_at_once_not_at_the_next_tick(log: Path, sink: Sink, scheduler) -> None:
     # More than one read takes (LINES_PER_READ) with room for little at a time: without reading on at
     # once, this would take hundreds of hour-long intervals.
-    scheduler = Scheduler(workers=2)
-    scheduler.start()
-    try:
-        tailer = LogTailer([str(log)], sink, max_unsettled=300)
-        tailer.poll()
-        tailer.start(scheduler, interval=3600)
-        append(log, "".join(f"line {n}\n" for n in range(2500)))
-        tailer.poll()  # the hour-long ticks would not; this one notices the lines, the rest follows
-        assert sink.wait_for(2500)
-        assert sink.lines() == [f"line {n}" for n in range(2500)]
-        tailer.close()
-    finally:
-        assert scheduler.shutdown(WAIT)
+    tailer = LogTailer([str(log)], sink, max_unsettled=300)
+    tailer.poll()
+    tailer.start(scheduler, interval=3600)
+    append(log, "".join(f"line {n}\n" for n in range(2500)))
+    tailer.poll()  # the hour-long ticks would not; this one notices the lines, the rest follows
+    assert sink.wait_for(2500)
+    assert sink.lines() == [f"line {n}" for n in range(2500)]
+    tailer.close()
 
 
-def test_lines_waiting_for_room_are_read_once_the_sink_delivered_some(log: Path) -> None:
+def test_lines_waiting_for_room_are_read_once_the_sink_delivered_some(log: Path, scheduler) -> None:
     later = SettlingLater()
-    scheduler = Scheduler(workers=2)
-    scheduler.start()
-    try:
-        tailer = LogTailer([str(log)], later, max_unsettled=100)
-        tailer.poll()
-        tailer.start(scheduler, interval=3600)
-        append(log, "".join(f"line {n}\n" for n in range(1000)))
-        tailer.poll()
-        assert later.wait_for(100) and len(later.records) == 100  # no room for more until delivered
+    tailer = LogTailer([str(log)], later, max_unsettled=100)
+    tailer.poll()
+    tailer.start(scheduler, interval=3600)
+    append(log, "".join(f"line {n}\n" for n in range(1000)))
+    tailer.poll()
+    assert later.wait_for(100) and len(later.records) == 100  # no room for more until delivered
 
-        def delivered_all() -> bool:
-            later.deliver()  # each delivery makes room, and the tailer reads on without its tick
-            return len(later.records) == 1000
+    def delivered_all() -> bool:
+        later.deliver()  # each delivery makes room, and the tailer reads on without its tick
+        return len(later.records) == 1000
 
-        assert wait_until(delivered_all)
-        assert later.lines() == [f"line {n}" for n in range(1000)]
-        tailer.close()
-    finally:
-        assert scheduler.shutdown(WAIT)
+    assert wait_until(delivered_all)
+    assert later.lines() == [f"line {n}" for n in range(1000)]
+    tailer.close()
 
 
 @needs_proc

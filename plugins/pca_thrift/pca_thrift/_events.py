@@ -34,7 +34,6 @@ class Events(Sequence[Event | None]):
         self._convert = convert
         self._events: list[Event | None] = []
         self._lock = threading.Lock()  # receivers are sent to in parallel
-        self.streams: dict[str, DatabridgeStream] = {}  # those of the events made so far, by name
 
     def __len__(self) -> int:
         return len(self._records)
@@ -61,10 +60,5 @@ class Events(Sequence[Event | None]):
         events = self._events
         if len(events) < stop:
             with self._lock:
-                convert, streams = self._convert, self.streams
-                last = None
-                for record in self._records[len(events):stop]:
-                    event = convert(record)
-                    events.append(event)
-                    if event is not None and event.stream is not last:  # most lines share one stream
-                        last = streams[event.stream.name] = event.stream
+                convert = self._convert
+                events.extend(convert(record) for record in self._records[len(events):stop])

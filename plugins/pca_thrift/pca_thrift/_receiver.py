@@ -219,15 +219,12 @@ class Receiver:
         answered = None  # the end of the bundle whose reply is due
         for start in range(self._taken, len(events), size):
             chunk = [event for event in events[start:start + size] if event is not None]
-            streams = getattr(events, "streams", None)  # an Events knows them; a list is looked through
-            if streams is None:
-                streams = {event.stream.name: event.stream for event in chunk}
-            new = [stream for name, stream in streams.items() if name not in ids]
+            new = {event.stream.name: event.stream for event in chunk if event.stream.name not in ids}
             if new:  # a definition is a call of its own: the reply on its way comes first
                 if answered is not None:
                     client.recv_publish()
                     self._taken, answered = answered, None
-                for stream in new:
+                for stream in new.values():
                     self._stream_id(stream)
             client.send_publish(bundle(session, chunk, ids))
             if answered is not None:
