@@ -8,7 +8,9 @@ first, in batches; the sink has no thread of its own.
   each publisher's :class:`~pca_core.api.PublisherConfig`. One delivery to a publisher runs at a time; a
   slow or failing publisher holds up no other.
 - **Under load**: a publisher with a full batch (``batch_size`` records) buffered gets a delivery at once,
-  on a scheduler worker, instead of at its next flush tick; a trickle waits for the tick.
+  on a scheduler worker, instead of at its next flush tick, and a running delivery goes on by itself
+  while what arrived meanwhile fills a batch (no second task is queued beside it); a trickle waits for
+  the tick.
 - **Routing**: a publisher receives the records whose stream its ``config.streams`` names, in the order
   they were emitted. It is opened with those streams' definitions before its first batch, and again before
   the next batch after one failed (a receiver that restarted may have forgotten them).
@@ -186,29 +188,32 @@ class RecordSink:
         return finished
 
     def _periodic(self, buffer: PublisherBuffer) -> None:
+        """Delivers what is buffered, and goes on while what arrived meanwhile fills a batch."""
         if time.monotonic() < buffer.retry_at:
             return  # backing off after a failure
-        if not buffer.delivering.acquire(blocking=False):
-            return  # a delivery is running: never two at once; it kicks the next one if a batch is full
-        try:
-            self._drain(buffer, None)
-        finally:
-            buffer.delivering.release()
-        with self._lock:
-            full = self._full(buffer)
-        if full:  # what arrived during the delivery fills a batch already
-            self._kick(buffer)
+        while True:
+            if not buffer.delivering.acquire(blocking=False):
+                return  # a delivery is running: never two at once; it goes on if a batch is full
+            try:
+                self._drain(buffer, None)
+            finally:
+                buffer.delivering.release()
+            with self._lock:
+                if not self._full(buffer, delivering=True):
+                    return
 
-    def _full(self, buffer: PublisherBuffer) -> bool:
+    def _full(self, buffer: PublisherBuffer, *, delivering: bool = False) -> bool:
         """Whether ``buffer`` holds a full batch that no delivery is on its way for; if so, marks it kicked.
 
         Called with the sink's lock held. Only once the periodic deliveries started, never while backing
-        off after a failure.
+        off after a failure. A running delivery takes the batch itself when it ends (see
+        :meth:`_periodic`), so none is queued beside it, unless ``delivering`` says the caller is that
+        delivery.
         """
         if (buffer.kicked or not self._tasks or self._closed or len(buffer.entries) < buffer.batch_size
-                or time.monotonic() < buffer.retry_at):
+                or time.monotonic() < buffer.retry_at or (buffer.delivering.locked() and not delivering)):
             return False
-        buffer.kicked = True
+        buffer.kicked = not delivering
         return True
 
     def _kick(self, buffer: PublisherBuffer) -> None:

@@ -244,6 +244,27 @@ def test_a_full_batch_is_delivered_at_once_a_partial_one_at_the_flush_tick(sched
     assert numbers(target.accepted) == list(range(7))
 
 
+def test_batches_filled_during_a_delivery_are_delivered_when_it_ends_not_at_the_tick(scheduler):
+    target = Sink(batch_size=2, flush_interval=3600)
+    started, release = threading.Event(), threading.Event()
+
+    def first_waits() -> None:
+        if target.attempts == 1:
+            started.set()
+            release.wait(10)
+
+    target.during_publish = first_waits
+    sink = RecordSink([target], scheduler)
+    sink.start()
+    sink.emit([record("logs", 0), record("logs", 1)])
+    assert started.wait(10)
+    sink.emit([record("logs", n) for n in range(2, 6)])  # two more batches while the first is on its way
+    release.set()
+    assert wait_until(lambda: numbers(target.accepted) == list(range(6)))  # no hour-long tick needed
+    assert target.batches == [2, 2, 2]
+    sink.close(5)
+
+
 def test_no_full_batch_is_delivered_before_the_sink_starts(scheduler):
     target = Sink(batch_size=2, flush_interval=3600)
     sink = RecordSink([target], scheduler)
