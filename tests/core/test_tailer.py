@@ -498,7 +498,7 @@ def test_start_polls_on_the_scheduler_without_a_thread_of_its_own(log: Path, sin
     try:
         before = sorted(t.name for t in threading.enumerate())
         tailer = LogTailer([str(log)], sink)
-        task = tailer.start(scheduler, interval=0.01)
+        task = tailer.start(scheduler, interval=0.01, watch=False)
         assert task.name == "log-tailer"
         with pytest.raises(RuntimeError, match="already started"):
             tailer.start(scheduler)
@@ -534,7 +534,7 @@ def test_a_busy_file_is_read_on_at_once_not_at_the_next_tick(log: Path, sink: Si
     # once, this would take hundreds of hour-long intervals.
     tailer = LogTailer([str(log)], sink, max_unsettled=300)
     tailer.poll()
-    tailer.start(scheduler, interval=3600)
+    tailer.start(scheduler, interval=3600, watch=False)
     append(log, "".join(f"line {n}\n" for n in range(2500)))
     tailer.poll()  # the hour-long ticks would not; this one notices the lines, the rest follows
     assert sink.wait_for(2500)
@@ -546,7 +546,7 @@ def test_lines_waiting_for_room_are_read_once_the_sink_delivered_some(log: Path,
     later = SettlingLater()
     tailer = LogTailer([str(log)], later, max_unsettled=100)
     tailer.poll()
-    tailer.start(scheduler, interval=3600)
+    tailer.start(scheduler, interval=3600, watch=False)
     append(log, "".join(f"line {n}\n" for n in range(1000)))
     tailer.poll()
     assert later.wait_for(100) and len(later.records) == 100  # no room for more until delivered

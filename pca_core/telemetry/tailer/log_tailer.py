@@ -1,8 +1,9 @@
 """The log tailer: follows log files and hands each appended line to the record sink as a record.
 
 The core owns reading files (offsets, rotation, truncation); log publishers only ever see records. The
-tailer has no thread of its own: :meth:`LogTailer.poll` does one round of reading and is run periodically
-by the agent's :class:`~pca_core.runtime.scheduler.Scheduler`.
+tailer reads on no thread of its own: :meth:`LogTailer.poll` does one round of reading and is run
+periodically by the agent's :class:`~pca_core.runtime.scheduler.Scheduler`, and earlier when its one
+watch thread (:mod:`.watch`, Linux) sees a followed directory change.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pca_core.telemetry.tailer.follow import Emitted, FileSet, FollowedFile
 from pca_core.telemetry.tailer.lines import split_lines
 from pca_core.telemetry.tailer.positions import HEAD_BYTES, load_positions, save_positions
 from pca_core.telemetry.tailer.reporting import ErrorLog
+from pca_core.telemetry.tailer.watch import DirectoryWatch, watched_directories
 
 if TYPE_CHECKING:
     from pca_core.runtime.scheduler import Scheduler, Task
@@ -148,6 +150,7 @@ class LogTailer:
         self._backlog = False  # the last poll left lines in a file (read budget or max_unsettled reached)
         self._wake_lock = threading.Lock()
         self._wake_queued = False  # an early poll is queued on the scheduler
+        self._watch: DirectoryWatch | None = None
 
     # --- Public API -----------------------------------------------------------------------------------
 
@@ -162,6 +165,8 @@ class LogTailer:
                 return 0
             self._polls += 1
             now = self._clock()
+            if self._watch is not None:
+                self._watch.refresh()  # a directory that appeared since is watched from now on
             self._settle_all()
             seen = self._files.discover(self._polls)
             files = self._files.files
@@ -191,8 +196,14 @@ class LogTailer:
             self._wake()  # more to read and room for it: no need to wait for the next tick
         return emitted
 
-    def start(self, scheduler: Scheduler, interval: float = 1.0) -> Task:
-        """Polls every ``interval`` seconds on ``scheduler``'s threads; the tailer starts none of its own.
+    def start(self, scheduler: Scheduler, interval: float = 1.0, *, watch: bool = True) -> Task:
+        """Polls every ``interval`` seconds on ``scheduler``'s threads.
+
+        With ``watch`` (and Linux's inotify), one thread of the tailer's own, ``pca-tailer-watch``, also
+        brings the next poll forward as soon as a file in a followed directory changes (at most every
+        :data:`~pca_core.telemetry.tailer.watch.MIN_GAP` seconds), so lines leave within milliseconds
+        of being written rather than up to ``interval`` later. A pattern whose directory part is a glob
+        is polled only.
 
         Returns:
             The periodic task; :meth:`close` cancels it.
@@ -207,6 +218,8 @@ class LogTailer:
                 raise RuntimeError("the log tailer is already started")
             self._task = scheduler.every(interval, self.poll, name="log-tailer")
             self._scheduler = scheduler
+            if watch and self._watch is None:
+                self._watch = DirectoryWatch.start(watched_directories(self._files.patterns), self._changed)
             return self._task
 
     def close(self) -> None:
@@ -217,9 +230,11 @@ class LogTailer:
         the sink delivers after the close (a record sink delivers what it holds when it closes) still
         advance the saved positions.
         """
-        task = self._task
+        task, watch = self._task, self._watch
         if task is not None:
             task.cancel()
+        if watch is not None:
+            watch.close()
         with self._lock:  # waits for a poll in progress
             if self._closed:
                 return
@@ -362,6 +377,13 @@ class LogTailer:
             with self._lock:
                 self._settle_all()
                 self._save_if_changed()
+
+    def _changed(self) -> None:
+        """The watch's callback: a followed directory changed, so lines may be waiting."""
+        if self._unsettled < self._max_unsettled:
+            self._wake()
+        else:
+            self._backlog = True  # no room now: read as soon as the sink settled some
 
     def _wake(self) -> None:
         """Queues one early poll on the scheduler (at most one at a time): lines wait and may be read now."""
