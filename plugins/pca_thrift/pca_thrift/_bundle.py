@@ -14,8 +14,7 @@ from typing import Any
 
 from pca_thrift._events import Event
 from pca_thrift._gen.data.ttypes import ThriftEventBundle
-
-NULL = "_null"
+from pca_thrift.streams import text
 
 
 def bundle(session_id: str, events: Iterable[Event], ids: Mapping[str, str]) -> ThriftEventBundle:
@@ -30,13 +29,12 @@ def bundle(session_id: str, events: Iterable[Event], ids: Mapping[str, str]) -> 
         count += 1
         strings.append(ids[stream.name])
         longs.append(timestamp)
-        types = stream.packing
-        if types is None:  # the log streams: the common case, kept short
-            strings += [value if value.__class__ is str else _text(value) for value in values]
+        if stream.strings:  # the log streams: the common case, kept short
+            strings += values
             continue
-        for kind, value in zip(types, values, strict=True):
+        for kind, value in zip(stream.types, values, strict=True):
             if kind == "STRING":
-                strings.append(value if value.__class__ is str else _text(value))
+                strings.append(value if value.__class__ is str else text(value))
             elif kind in ("DOUBLE", "FLOAT"):
                 doubles.append(_number(value, float, 0.0))
             elif kind == "LONG":
@@ -48,10 +46,6 @@ def bundle(session_id: str, events: Iterable[Event], ids: Mapping[str, str]) -> 
     return ThriftEventBundle(sessionId=session_id, eventNum=count, intAttributeList=ints,
                              longAttributeList=longs, doubleAttributeList=doubles, boolAttributeList=bools,
                              stringAttributeList=strings)
-
-
-def _text(value: Any) -> str:
-    return NULL if value is None else str(value)
 
 
 def _number(value: Any, kind: type, missing: Any) -> Any:

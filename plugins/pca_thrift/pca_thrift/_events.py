@@ -26,10 +26,11 @@ class Events(Sequence[Event | None]):
 
     Args:
         records: the batch.
-        convert: makes a record's event (or None).
+        convert: makes the events of some of its records (None for a record not sent), in order.
     """
 
-    def __init__(self, records: Sequence[LogRecord], convert: Callable[[LogRecord], Event | None]) -> None:
+    def __init__(self, records: Sequence[LogRecord],
+                 convert: Callable[[Sequence[LogRecord]], list[Event | None]]) -> None:
         self._records = records
         self._convert = convert
         self._events: list[Event | None] = []
@@ -60,5 +61,4 @@ class Events(Sequence[Event | None]):
         events = self._events
         if len(events) < stop:
             with self._lock:
-                convert = self._convert
-                events.extend(convert(record) for record in self._records[len(events):stop])
+                events += self._convert(self._records[len(events):stop])

@@ -94,7 +94,7 @@ class ThriftLogPublisher(LogPublisher):
             LogPublishError: no receiver took the batch (each one's reason is in the message), or the
                 publisher is closed.
         """
-        events = Events(batch, self._event)
+        events = Events(batch, self._events)
         wait = self.config.publish_timeout if timeout is None else timeout
         with self._lock:
             if self._closed:
@@ -126,15 +126,25 @@ class ThriftLogPublisher(LogPublisher):
 
     # -- delivery -------------------------------------------------------------------------------------
 
-    def _event(self, record: LogRecord) -> Event | None:
-        stream = self._catalog.stream(record)
-        if stream is None:
-            if record.stream not in self._skipped:
-                self._skipped.add(record.stream)
-                _log.warning("thrift: records of stream %r are not sent: the databridge streams are 'health' "
-                             "and 'logs'", record.stream)
-            return None
-        return Event(stream, round(record.timestamp * 1000), stream.row(record))
+    def _events(self, records: Sequence[LogRecord]) -> list[Event | None]:
+        """The events of ``records``; None for one of a stream not sent. Once per record: kept short."""
+        events: list[Event | None] = []
+        name = stream = timestamp = None
+        millis = 0
+        for record in records:
+            if record.timestamp != timestamp or record.stream != name:  # the lines of a poll share both
+                name, timestamp, stream = record.stream, record.timestamp, self._catalog.stream(record)
+                millis = round(timestamp * 1000)
+                if stream is None:
+                    self._skip(name)
+            events.append(None if stream is None else Event(stream, millis, stream.row(record)))
+        return events
+
+    def _skip(self, name: str) -> None:
+        if name not in self._skipped:
+            self._skipped.add(name)
+            _log.warning("thrift: records of stream %r are not sent: the databridge streams are 'health' and "
+                         "'logs'", name)
 
     def _deliver(self, lanes: list[_Lane], events: Events, timeout: float) -> dict[int, str | None]:
         """Delivers to ``lanes`` in parallel; each one's error (None: it took everything), by ``id(lane)``."""

@@ -13,7 +13,7 @@ import datetime
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pca_core.api import LogRecord, StreamDefinition
@@ -21,6 +21,9 @@ from pca_core.api import LogRecord, StreamDefinition
 HEALTH_STREAM: Final = "cartridge_agent_health_stats"
 LOG_STREAM_PREFIX: Final = "logs"
 VERSION: Final = "1.0.0"
+NULL: Final = "_null"
+"""What a missing string value is sent as; a receiver reads it as null (the databridge has no null for
+numbers and flags: they are sent as 0 and false)."""
 SUPER_TENANTS: Final = frozenset({"-1234", "-1"})
 """Tenant ids the log stream names as tenant ``0`` (the super tenant), as Stratos did."""
 
@@ -40,7 +43,8 @@ class DatabridgeStream:
         types: the type (``STRING``, ``DOUBLE``...) of every attribute, meta data first, then correlation
             data, then payload data: the order a receiver reads values in.
         row: the record's values in that order.
-        packing: the types again, or None when every attribute is a string (packed faster).
+        strings: whether ``row`` gives every value as a ``str`` ready to send (packed faster), not values
+            of ``types`` still to be converted.
     """
 
     name: str
@@ -48,10 +52,12 @@ class DatabridgeStream:
     definition: str
     types: tuple[str, ...]
     row: Callable[[LogRecord], tuple[Any, ...]]
-    packing: tuple[str, ...] | None = field(init=False)
+    strings: bool = False
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "packing", None if set(self.types) == {"STRING"} else self.types)
+
+def text(value: Any) -> str:
+    """A string attribute's value as sent: ``"_null"`` for a missing one, else the value as text."""
+    return NULL if value is None else str(value)
 
 
 def _definition(name: str, nick: str, description: str, meta: tuple[tuple[str, str], ...],
@@ -114,17 +120,24 @@ def log_stream(core: StreamDefinition, day: str) -> DatabridgeStream:
     meta = (("memberId", "STRING"),)
     payload = tuple((key, "STRING") for key in _LOG_PAYLOAD)
 
-    default_member = properties.get("member_id") or None
+    default_member = properties.get("member_id") or NULL
 
-    def row(record: LogRecord) -> tuple[Any, ...]:  # once per line: kept short
+    def row(record: LogRecord) -> tuple[str, ...]:  # once per line: kept short
         fields = record.fields
         member = fields.get("member_id") or default_member
         line, path = fields.get("line"), fields.get("path") or ""
+        if member.__class__ is not str:
+            member = text(member)
+        if line.__class__ is not str:
+            line = text(line)
+        if path.__class__ is not str:
+            path = text(path)
         return (member, tenant, alias, "", day, "", line, path, "", member, "")
 
     definition = _definition(name, "log entries from instance", "Apache Stratos Instance Log Publisher",
                              meta, payload)
-    return DatabridgeStream(name, VERSION, definition, ("STRING",) * (len(meta) + len(payload)), row)
+    return DatabridgeStream(name, VERSION, definition, ("STRING",) * (len(meta) + len(payload)), row,
+                            strings=True)
 
 
 class Catalog:
