@@ -164,7 +164,8 @@ class _Handler:
             if leftovers:
                 r._error(f"publish: misaligned bundle of {len(events)} events: left over {leftovers}")
             r._events.extend(events)
-            r._state.notify_all()
+            if r._awaited and len(r._events) >= min(r._awaited):
+                r._state.notify_all()  # only then: a waiter woken per bundle would slow the receiver down
 
     @_recorded
     def deleteStreamById(self, session_id: str, stream_id: str) -> bool:
@@ -410,6 +411,7 @@ class DatabridgeReceiver:
         self._schemas: dict[str, Schema] = {}
         self._definitions: dict[str, dict[str, Any]] = {}
         self._events: list[ReceivedEvent] = []
+        self._awaited: list[int] = []  # the event counts waiters wait for
         self._logins: list[tuple[str, bool]] = []
         self._logouts = 0
         self._errors: list[str] = []
@@ -456,6 +458,12 @@ class DatabridgeReceiver:
         with self._state:
             return list(self._events)
 
+    def take_events(self) -> list[ReceivedEvent]:
+        """Every event accepted so far, in order, forgotten here (a long run keeps its memory flat)."""
+        with self._state:
+            events, self._events = self._events, []
+            return events
+
     @property
     def definitions(self) -> dict[str, dict[str, Any]]:
         """The stream definitions (their JSON, parsed) by stream id."""
@@ -483,7 +491,11 @@ class DatabridgeReceiver:
     def wait_for_events(self, count: int, timeout: float = 20.0) -> list[ReceivedEvent]:
         """Waits until at least ``count`` events came; returns all of them (fewer after ``timeout``)."""
         with self._state:
-            self._state.wait_for(lambda: len(self._events) >= count, timeout)
+            self._awaited.append(count)
+            try:
+                self._state.wait_for(lambda: len(self._events) >= count, timeout)
+            finally:
+                self._awaited.remove(count)
             return list(self._events)
 
     def __enter__(self) -> DatabridgeReceiver:
