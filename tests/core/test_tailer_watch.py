@@ -135,6 +135,7 @@ def test_a_callback_that_raises_is_logged_and_the_watch_goes_on(tmp_path: Path, 
         assert "the change callback raised" in caplog.text
     finally:
         watch.close()
+    watch.close()  # idempotent
     assert watch_threads() == []
 
 

@@ -68,6 +68,7 @@ class DirectoryWatch:
         self._on_change = on_change
         self._stop_r, self._stop_w = os.pipe()
         self._failed = False
+        self._closed = False
         self.refresh()
         self._thread = threading.Thread(target=self._run, name="pca-tailer-watch", daemon=True)
         self._thread.start()
@@ -94,6 +95,8 @@ class DirectoryWatch:
     def refresh(self) -> None:
         """Watches the wanted directories that are not watched yet (they may have appeared since)."""
         with self._lock:
+            if self._closed:
+                return
             missing = [d for d in self._wanted if d not in self._watched.values()]
             for directory in missing:
                 try:
@@ -107,6 +110,10 @@ class DirectoryWatch:
 
     def close(self) -> None:
         """Stops the thread and releases the watch; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         with contextlib.suppress(OSError):
             os.write(self._stop_w, b"x")
         if self._thread is not threading.current_thread():
