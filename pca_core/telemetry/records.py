@@ -106,7 +106,7 @@ class RecordSink:
                         buffer.append(record, ticket, done)
                 if buffer.overflowing and not was_overflowing:
                     overflowed.append(buffer)
-                if self._full(buffer):
+                if self._claim_kick(buffer):
                     full.append(buffer)
             if ticket is not None:
                 ticket.settle(lost=False, done=done)  # the count emit held while adding
@@ -199,21 +199,27 @@ class RecordSink:
             finally:
                 buffer.delivering.release()
             with self._lock:
-                if not self._full(buffer, delivering=True):
-                    return
+                if buffer.kicked or not self._batch_waits(buffer):
+                    return  # nothing to go on with, or a queued delivery will
 
-    def _full(self, buffer: PublisherBuffer, *, delivering: bool = False) -> bool:
-        """Whether ``buffer`` holds a full batch that no delivery is on its way for; if so, marks it kicked.
+    def _batch_waits(self, buffer: PublisherBuffer) -> bool:
+        """Whether a full batch waits in ``buffer`` and may go now.
 
-        Called with the sink's lock held. Only once the periodic deliveries started, never while backing
-        off after a failure. A running delivery takes the batch itself when it ends (see
-        :meth:`_periodic`), so none is queued beside it, unless ``delivering`` says the caller is that
-        delivery.
+        That is, the periodic deliveries started, the sink is open and the publisher is not backing off
+        after a failure. Called with the sink's lock held.
         """
-        if (buffer.kicked or not self._tasks or self._closed or len(buffer.entries) < buffer.batch_size
-                or time.monotonic() < buffer.retry_at or (buffer.delivering.locked() and not delivering)):
+        return (bool(self._tasks) and not self._closed and len(buffer.entries) >= buffer.batch_size
+                and time.monotonic() >= buffer.retry_at)
+
+    def _claim_kick(self, buffer: PublisherBuffer) -> bool:
+        """Whether ``emit`` should queue a delivery of a full batch; if so, marks one queued.
+
+        Not when one is queued already, nor while a delivery runs: that one takes the batch itself when
+        it ends (see :meth:`_periodic`). Called with the sink's lock held.
+        """
+        if buffer.kicked or buffer.delivering.locked() or not self._batch_waits(buffer):
             return False
-        buffer.kicked = not delivering
+        buffer.kicked = True
         return True
 
     def _kick(self, buffer: PublisherBuffer) -> None:
