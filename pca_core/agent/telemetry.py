@@ -12,7 +12,7 @@ from pca_core.runtime.scheduler import Scheduler, Task
 from pca_core.stratos.payload import Identity
 from pca_core.telemetry.records import RecordSink
 from pca_core.telemetry.streams import HEALTH, LOGS, core_streams, log_fields
-from pca_core.telemetry.tailer import LogTailer
+from pca_core.telemetry.tailer import LogTailer, Multiline
 
 
 class Telemetry:
@@ -58,9 +58,14 @@ class Telemetry:
             return
         # Half the smallest buffer at most on their way, so that lines wait in their files while a
         # publisher is down instead of pushing health records (or each other) out of its buffer.
-        self._tailer = LogTailer(logs.paths, self.sink, fields=log_fields(self._identity),
-                                 max_unsettled=max(1, capacity // 2),
-                                 position_file=Path(self._config.agent.state_dir) / "log-positions.json")
+        multiline = logs.multiline
+        self._tailer = LogTailer(
+            logs.paths, self.sink, fields=log_fields(self._identity),
+            max_unsettled=max(1, capacity // 2), max_unsettled_bytes=logs.max_buffered_bytes,
+            max_line_bytes=logs.max_line_bytes, save_interval=logs.positions_interval,
+            multiline=None if multiline.first_line is None else
+            Multiline(multiline.first_line, multiline.flush_timeout, logs.max_line_bytes),
+            position_file=Path(self._config.agent.state_dir) / "log-positions.json")
         self._tailer.start(self._scheduler, logs.poll_interval)
 
     def close_logs(self) -> None:

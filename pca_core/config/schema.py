@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -24,6 +25,7 @@ __all__ = [
     "Config",
     "HealthConfig",
     "LogsConfig",
+    "MultilineConfig",
     "PluginChoice",
     "PublisherConfig",
     "TlsConfig",
@@ -38,6 +40,29 @@ class HealthConfig(Section):
     interval: float = 15.0
 
 
+class MultilineConfig(Section):
+    """Records that span several lines (``[logs.multiline]``), such as a stack trace under its log line.
+
+    Attributes:
+        first_line: a regular expression that matches, at its start, the first line of a record; the
+            lines after it that do not match belong to it. None: one record per line.
+        flush_timeout: seconds the last record waits for more lines before it is sent as it is.
+    """
+
+    first_line: str | None = None
+    flush_timeout: float = 1.0
+
+    def issues(self) -> Iterator[ConfigIssue]:
+        """A pattern that does not compile, or a timeout that cannot work."""
+        if self.first_line is not None:
+            try:
+                re.compile(self.first_line.encode())
+            except re.error as exc:
+                yield ConfigIssue("first_line", f"a regular expression ({exc})")
+        if not self.flush_timeout > 0:
+            yield ConfigIssue("flush_timeout", f"seconds, more than 0; got {self.flush_timeout}")
+
+
 class LogsConfig(Section):
     """Log files to tail and ship to the publishers of stream ``logs``.
 
@@ -46,16 +71,28 @@ class LogsConfig(Section):
         paths: the files, or glob patterns.
         poll_interval: seconds between two looks at the files when they are quiet; while lines are
             waiting the tailer reads on as soon as the publishers took the last ones.
+        max_line_bytes: the longest record, in bytes; a longer line is cut into pieces of this size.
+        max_buffered_bytes: the most bytes of lines read and not yet delivered; beyond it reading pauses
+            and the lines wait in their files.
+        positions_interval: seconds between two writes of the position file at least; a crash reads the
+            lines delivered since the last write again.
+        multiline: records that span several lines.
     """
 
     enabled: bool = False
     paths: tuple[str, ...] = ()
     poll_interval: float = 0.25
+    max_line_bytes: Annotated[int, msgspec.Meta(ge=1)] = 65536
+    max_buffered_bytes: Annotated[int, msgspec.Meta(ge=1)] = 8 * 1024 * 1024
+    positions_interval: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    multiline: MultilineConfig = MultilineConfig()
 
     def issues(self) -> Iterator[ConfigIssue]:
-        """A poll interval that cannot work."""
+        """A poll interval that cannot work, and the multiline section's issues."""
         if not self.poll_interval > 0:
             yield ConfigIssue("poll_interval", f"seconds, more than 0; got {self.poll_interval}")
+        for issue in self.multiline.issues():
+            yield ConfigIssue(f"multiline.{issue.key}", issue.expected)
 
 
 class AgentConfig(Section):

@@ -13,7 +13,7 @@ import pytest
 
 from pca_core import __version__
 from tests.support.configs import PAYLOAD_TOML as PAYLOAD
-from tests.support.dists import run_pca
+from tests.support.dists import MISSING_PUBLISHER, missing_shipped_env, run_pca
 from tests.support.process import PcaProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,11 +58,12 @@ def test_plugins_lists_each_plugin_from_its_own_distribution():
 
 
 def test_run_with_an_uninstalled_plugin_prints_the_install_hint(tmp_path):
+    name, dist = MISSING_PUBLISHER
     path = tmp_path / "agent.toml"
-    path.write_text('[transport]\nplugin = "memory"\n[[publishers]]\nplugin = "fluentd"\n' + PAYLOAD)
-    result = run_pca("run", "--config", str(path))
+    path.write_text(f'[transport]\nplugin = "memory"\n[[publishers]]\nplugin = "{name}"\n' + PAYLOAD)
+    result = run_pca("run", "--config", str(path), env=missing_shipped_env(tmp_path / "site"))
     assert result.returncode == 1
-    assert "pip install pca-fluentd" in result.stderr
+    assert f"pip install {dist}" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 

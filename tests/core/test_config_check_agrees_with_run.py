@@ -8,7 +8,6 @@ while loading, before it connects to anything.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.configs import PAYLOAD
+from tests.support.dists import missing_shipped_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,8 +56,8 @@ CASES = [
     Case("qos 2", MEMORY + "qos = 2\n" + payload(), ("transport.qos: expected one of 0, 1, got 2",)),
     Case("transport not installed", '[transport]\nplugin = "nats"\n' + payload(),
          ("transport.plugin: no transport plugin named 'nats'", "installed: amqp, kafka, memory, mqtt")),
-    Case("shipped publisher not installed", MEMORY + '[[publishers]]\nplugin = "fluentd"\n' + payload(),
-         ("publishers[0].plugin: no log publisher plugin named 'fluentd'", "pip install pca-fluentd")),
+    Case("shipped publisher not installed", MEMORY + '[[publishers]]\nplugin = "syslog"\n' + payload(),
+         ("publishers[0].plugin: no log publisher plugin named 'syslog'", "pip install pca-syslog")),
     Case("kafka scheme", KAFKA + 'urls = ["amqp://broker"]\n' + payload(),
          ("transport.urls:", "unknown scheme 'amqp'", 'set transport.plugin = "amqp"')),
     Case("publisher not installed", MEMORY + '[[publishers]]\nplugin = "nosuch"\n' + payload(),
@@ -137,7 +137,7 @@ def outcomes(tmp_path_factory) -> dict[str, tuple[dict, dict, Path]]:
         paths[case.name] = path
         runs.append({"args": ["config", "check", "--config", str(path)], "env": case.env})
         runs.append({"args": ["run", "--config", str(path)], "env": case.env})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PCA_")}
+    env = missing_shipped_env(home / "site")  # knows pca-syslog as shipped, and not installed
     result = subprocess.run([sys.executable, "-m", "tests.support.cli_driver"], input=json.dumps(runs),
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, check=True)
     results = json.loads(result.stdout)

@@ -13,7 +13,7 @@ from pca_core.builtin.file import FileLogPublisher
 from pca_core.builtin.memory import MemoryTransport
 from pca_core.runtime import discovery
 from tests.support.configs import PAYLOAD_TOML
-from tests.support.dists import run_pca
+from tests.support.dists import MISSING_PUBLISHER, run_pca
 
 GOOD_TRANSPORT = """
     from pca_core import Capability, Transport
@@ -35,13 +35,15 @@ def test_builtins_are_found_through_pca_cores_own_entry_points():
     assert discovery.distribution_of(discovery.TRANSPORTS, "memory")[0] == "pca-core"
 
 
-def test_unknown_shipped_name_gives_the_install_hint():
+def test_unknown_shipped_name_gives_the_install_hint(monkeypatch):
+    name, dist = MISSING_PUBLISHER  # every shipped plugin is installed here: one more that is not
+    monkeypatch.setitem(discovery.SHIPPED, (discovery.LOG_PUBLISHERS, name), dist)
     with pytest.raises(PluginNotFound) as info:
-        discovery.load_plugin(discovery.LOG_PUBLISHERS, "fluentd")
+        discovery.load_plugin(discovery.LOG_PUBLISHERS, name)
     message = str(info.value)
-    assert "pip install pca-fluentd" in message
+    assert f"pip install {dist}" in message
     assert "installed: file" in message
-    assert info.value.plugin == "fluentd"
+    assert info.value.plugin == name
 
 
 def test_unknown_other_name_names_the_group():

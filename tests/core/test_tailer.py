@@ -314,9 +314,10 @@ def test_restart_with_a_position_file_resumes_without_loss_or_repeats(log: Path,
     assert [(f["path"], f["offset"]) for f in saved["files"]] == [(str(log), log.stat().st_size)]
 
 
-def test_positions_are_saved_after_each_poll_that_advanced(log: Path, tmp_path: Path, sink: Sink) -> None:
+def test_with_no_save_interval_positions_are_saved_after_each_poll_that_advanced(
+        log: Path, tmp_path: Path, sink: Sink) -> None:
     positions = tmp_path / "positions.json"
-    tailer = LogTailer([str(log)], sink, position_file=positions)
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=0)
     tailer.poll()
     append(log, "x\n")
     tailer.poll()
@@ -324,6 +325,27 @@ def test_positions_are_saved_after_each_poll_that_advanced(log: Path, tmp_path: 
     again = Sink()
     LogTailer([str(log)], again, position_file=positions, start_at_end=False).poll()
     assert sink.lines() == ["x"] and again.lines() == []
+
+
+def test_positions_are_saved_at_most_once_per_save_interval_and_on_close(
+        log: Path, tmp_path: Path, sink: Sink) -> None:
+    positions = tmp_path / "positions.json"
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=3600)
+    tailer.poll()  # the first save: the watched patterns
+    first = positions.stat().st_mtime_ns, positions.read_bytes()
+    for line in ("x\n", "y\n"):
+        append(log, line)
+        tailer.poll()
+    assert sink.lines() == ["x", "y"]
+    assert (positions.stat().st_mtime_ns, positions.read_bytes()) == first  # not written since
+    # A crash now reads the lines of the interval again (at least once), none is lost.
+    again = Sink()
+    LogTailer([str(log)], again, position_file=positions, start_at_end=False).poll()
+    assert again.lines() == ["x", "y"]
+    tailer.close()  # a close writes them
+    last = Sink()
+    LogTailer([str(log)], last, position_file=positions, start_at_end=False).poll()
+    assert last.lines() == []
 
 
 def test_a_rotation_while_the_agent_was_down_is_followed(log: Path, tmp_path: Path) -> None:

@@ -79,14 +79,15 @@ def restarted(log: Path, positions: Path, scheduler) -> tuple[LogTailer, Receive
     """A new tailer, sink and healthy publisher, as after the agent restarted."""
     receiver = Receiver()
     sink = RecordSink([receiver], scheduler)
-    return LogTailer([str(log)], sink, position_file=positions, start_at_end=True), receiver, sink
+    tailer = LogTailer([str(log)], sink, position_file=positions, start_at_end=True, save_interval=0)
+    return tailer, receiver, sink
 
 
 def test_positions_wait_while_the_publisher_is_down_and_advance_once_it_is_back(log, positions, scheduler):
     receiver = Receiver()
     receiver.down = True
     sink = RecordSink([receiver], scheduler)
-    tailer = LogTailer([str(log)], sink, position_file=positions)
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=0)
     tailer.poll()
     append(log, "one\ntwo\n")
     assert tailer.poll() == 2
@@ -108,7 +109,7 @@ def test_a_crash_reads_again_what_no_publisher_accepted(log, positions, schedule
     receiver = Receiver()
     receiver.budget = EMIT_GROUP + 5  # it takes the first group and a few of the second, then goes down
     sink = RecordSink([receiver], scheduler)
-    tailer = LogTailer([str(log)], sink, position_file=positions)
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=0)
     tailer.poll()
     append(log, "".join(f"{line}\n" for line in lines))
     tailer.poll()
@@ -132,7 +133,7 @@ def test_lines_the_sink_delivers_at_shutdown_after_the_tailer_closed_are_not_rea
         log, positions, scheduler):
     receiver = Receiver()
     sink = RecordSink([receiver], scheduler)
-    tailer = LogTailer([str(log)], sink, position_file=positions)
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=0)
     tailer.poll()
     append(log, "last\nwords\n")
     tailer.poll()
@@ -155,7 +156,7 @@ def test_lines_undelivered_at_shutdown_are_read_after_the_restart(log, positions
     receiver = Receiver()
     receiver.down = True
     sink = RecordSink([receiver], scheduler)
-    tailer = LogTailer([str(log)], sink, position_file=positions)
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=0)
     tailer.poll()
     append(log, "kept in the file\n")
     tailer.poll()
@@ -193,7 +194,7 @@ def test_lines_an_overflow_dropped_are_read_again(log, positions, scheduler):
     receiver = Receiver(streams=("logs", "health"), max_buffered=2)
     receiver.down = True
     sink = RecordSink([receiver], scheduler)
-    tailer = LogTailer([str(log)], sink, position_file=positions)
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=0)
     tailer.poll()
     append(log, "a\nb\n")
     tailer.poll()
@@ -213,7 +214,7 @@ def test_a_rotated_file_stays_followed_until_its_lines_are_delivered(log, positi
     receiver = Receiver()
     receiver.down = True
     sink = RecordSink([receiver], scheduler)
-    tailer = LogTailer([str(log)], sink, position_file=positions)
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=0)
     tailer.poll()
     append(log, "old\n")
     log.rename(rotated)
@@ -237,7 +238,7 @@ def test_a_crash_after_a_rotation_reads_the_undelivered_lines_of_the_rotated_fil
     receiver = Receiver()
     receiver.down = True
     sink = RecordSink([receiver], scheduler)
-    tailer = LogTailer([str(log)], sink, position_file=positions)
+    tailer = LogTailer([str(log)], sink, position_file=positions, save_interval=0)
     tailer.poll()
     append(log, "before the rotation\n")
     log.rename(log.with_name("app.log.1"))

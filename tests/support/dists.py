@@ -42,6 +42,21 @@ def pca_env(*paths: Path, cache: Path | None = None) -> dict[str, str]:
     return env
 
 
+MISSING_PUBLISHER = ("syslog", "pca-syslog")
+"""A log publisher the hint names as shipped by the project, with no distribution installed: every real
+shipped plugin is installed in the test environment, so tests of the install hint add this one."""
+
+
+def missing_shipped_env(directory: Path) -> dict[str, str]:
+    """The environment of a ``pca`` subprocess whose discovery knows :data:`MISSING_PUBLISHER` as shipped."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name, dist = MISSING_PUBLISHER
+    (directory / "sitecustomize.py").write_text(
+        "from pca_core.runtime import discovery\n"
+        f"discovery.SHIPPED[(discovery.LOG_PUBLISHERS, {name!r})] = {dist!r}\n")
+    return pca_env(directory)
+
+
 def run_pca(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Runs ``python -m pca_core ARGS`` to completion."""

@@ -35,16 +35,18 @@ class Emitted:
     Attributes:
         end: the offset just after the last of them.
         count: how many records they made.
+        size: their bytes.
         outcome: None while pending; True once every publisher accepted them all, False when at least
             one was dropped. Set by the sink's callback on whatever thread it runs; read under the
             tailer's lock (a single attribute store needs no lock of its own).
     """
 
-    __slots__ = ("count", "end", "outcome")
+    __slots__ = ("count", "end", "outcome", "size")
 
-    def __init__(self, end: int, count: int) -> None:
+    def __init__(self, end: int, count: int, size: int) -> None:
         self.end = end
         self.count = count
+        self.size = size
         self.outcome: bool | None = None
 
 
@@ -63,7 +65,8 @@ class FollowedFile:
     offset: int
     head: bytes  # the file's first bytes (up to HEAD_BYTES)
     acked: int
-    pending: bytes = b""  # the unfinished last line: read, not yet emitted
+    pending: bytes = b""  # the unfinished last line (with multiline, the held record): read, not emitted
+    line_at: float = 0.0  # when a complete line was last read from it (a held record's flush timeout)
     retiring_since: int | None = None  # the poll that found it no longer under a watched name
     unsettled: deque[Emitted] = field(default_factory=deque)  # emitted, not yet settled, oldest first
 

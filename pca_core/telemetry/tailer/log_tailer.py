@@ -21,6 +21,7 @@ from pca_core.api.errors import PcaError
 from pca_core.api.log_publisher import LogRecord
 from pca_core.telemetry.tailer.follow import Emitted, FileSet, FollowedFile
 from pca_core.telemetry.tailer.lines import split_lines
+from pca_core.telemetry.tailer.multiline import Multiline
 from pca_core.telemetry.tailer.positions import HEAD_BYTES, load_positions, save_positions
 from pca_core.telemetry.tailer.reporting import ErrorLog
 from pca_core.telemetry.tailer.watch import DirectoryWatch, watched_directories
@@ -75,17 +76,21 @@ class LogTailer:
       files are waited for.
     - A partial last line is kept until its newline arrives. A line longer than ``max_line_bytes`` is cut
       into pieces of at most that size (at a UTF-8 character boundary where possible).
+    - With ``multiline``, a record is a first line and the lines after it (joined by newlines), up to
+      ``max_line_bytes``; the last one is held until the next first line, or for the multiline's flush
+      timeout when no line comes (no longer once its file was rotated and read to its end).
     - At most ``read_chunk`` bytes are read per file per poll, so one busy file cannot starve the others.
     - **At least once.** A line counts as delivered only once the sink says every publisher accepted it.
       With a ``position_file`` the offset after the last delivered line of each file is saved atomically
-      after every poll that advanced it, and on :meth:`close` (and after it, as late acknowledgements
-      arrive), so a restarted agent resumes there: lines written while it was down are read, lines
-      handed to the sink but not delivered are read again (a publisher may then receive some twice),
-      none is lost. A rotation that happened meanwhile is followed when the rotated file is still in
-      the same directory under a name that starts with the original one (``app.log.1``,
-      ``app.log-20240101``).
-    - **Bounded.** At most ``max_unsettled`` lines are handed to the sink and not yet settled; beyond
-      that, reading pauses and the lines wait in their files (a publisher that is down fills no buffer).
+      by the first poll that advanced it after ``save_interval`` seconds since the last save, and on
+      :meth:`close` (and after it, as late acknowledgements arrive), so a restarted agent resumes there:
+      lines written while it was down are read, lines handed to the sink but not delivered are read again
+      (a publisher may then receive some twice), none is lost. A rotation that happened meanwhile is
+      followed when the rotated file is still in the same directory under a name that starts with the
+      original one (``app.log.1``, ``app.log-20240101``).
+    - **Bounded.** At most ``max_unsettled`` lines, of ``max_unsettled_bytes`` bytes in all, are handed
+      to the sink and not yet settled (plus, per file, one unfinished line or held record); beyond that,
+      reading pauses and the lines wait in their files (a publisher that is down fills no buffer).
       Lines the sink dropped all the same (an overflow) are read again from the last delivered line.
     - ``start_at_end`` applies only to files that existed when the tailer was created and whose pattern
       was not watched before (no position file, or a pattern new to it): True skips their existing
@@ -103,12 +108,17 @@ class LogTailer:
         max_line_bytes: the longest line emitted in one piece, in bytes.
         read_chunk: the most bytes read from one file in one poll.
         max_unsettled: the most lines handed to the sink and not yet settled.
+        max_unsettled_bytes: the most bytes of lines handed to the sink and not yet settled.
+        multiline: how lines make records, when a record may span several lines; None: one per line.
+        save_interval: seconds between two writes of the position file at least (it is written when
+            something in it changed, and on close).
         start_at_end: whether files that exist before the first run start at their end.
         fields: extra fields for every record, e.g. the member's identity.
         clock: the source of record timestamps, seconds since the epoch.
 
     Raises:
-        ValueError: ``max_line_bytes``, ``read_chunk`` or ``max_unsettled`` is less than 1.
+        ValueError: ``max_line_bytes``, ``read_chunk``, ``max_unsettled`` or ``max_unsettled_bytes`` is
+            less than 1, or ``save_interval`` is negative.
     """
 
     def __init__(
@@ -120,18 +130,26 @@ class LogTailer:
         max_line_bytes: int = 65536,
         read_chunk: int = 1 << 20,
         max_unsettled: int = 5000,
+        max_unsettled_bytes: int = 8 << 20,
+        multiline: Multiline | None = None,
+        save_interval: float = 5.0,
         start_at_end: bool = True,
         fields: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_line_bytes < 1 or read_chunk < 1 or max_unsettled < 1:
-            raise ValueError(f"max_line_bytes, read_chunk and max_unsettled must be at least 1, got "
-                             f"{max_line_bytes}, {read_chunk} and {max_unsettled}")
+        if min(max_line_bytes, read_chunk, max_unsettled, max_unsettled_bytes) < 1 or save_interval < 0:
+            raise ValueError(f"max_line_bytes, read_chunk, max_unsettled and max_unsettled_bytes must be at "
+                             f"least 1 and save_interval not negative, got {max_line_bytes}, {read_chunk}, "
+                             f"{max_unsettled}, {max_unsettled_bytes} and {save_interval}")
         self._sink = sink
         self._position_file = Path(position_file) if position_file is not None else None
         self._max_line = max_line_bytes
         self._read_chunk = read_chunk
         self._max_unsettled = max_unsettled
+        self._max_bytes = max_unsettled_bytes
+        self._multiline = multiline
+        self._save_interval = save_interval
+        self._saved_at = -float("inf")  # time.monotonic() of the last write of the position file
         self._fields = dict(fields or {})
         self._clock = clock
         self._lock = threading.Lock()
@@ -142,6 +160,7 @@ class LogTailer:
                               max_line=max_line_bytes)
         self._files.dirty = self._position_file is not None  # the first poll records the watched patterns
         self._unsettled = 0  # lines handed to the sink and not yet settled, in all files
+        self._unsettled_bytes = 0  # their bytes
         self._polls = 0
         self._closed = False
         self._task: Task | None = None
@@ -191,7 +210,7 @@ class LogTailer:
             self._settle_all()
             self._save_if_changed()
             self._backlog = backlog
-            room = self._unsettled < self._max_unsettled
+            room = self._has_room()
         if backlog and room:
             self._wake()  # more to read and room for it: no need to wait for the next tick
         return emitted
@@ -240,7 +259,7 @@ class LogTailer:
                 return
             self._closed = True
             self._settle_all()
-            self._save_if_changed()
+            self._save_if_changed(force=True)
             for f in list(self._files.files.values()):
                 self._files.close_file(f, forget=False)  # kept: late acknowledgements update them
 
@@ -255,7 +274,8 @@ class LogTailer:
         """
         self._settle(f)
         room = min(self._max_unsettled - self._unsettled, LINES_PER_READ)
-        if room <= 0:
+        byte_room = self._max_bytes - self._unsettled_bytes
+        if room <= 0 or byte_room <= 0:
             return 0, 0, False  # paused until the sink delivered some: the lines wait in the file
         offset, pending, head = f.offset, f.pending, f.head
         lines: list[tuple[bytes, int]] = []  # (line, the file offset just after it)
@@ -267,10 +287,9 @@ class LogTailer:
                 _log.warning("log tailer: %s was truncated (size %d, offset %d); reading it from the start",
                              f.path, size, offset)
                 truncated = True
-                if pending:
-                    lines.append((pending, 0))  # its end went with the truncation
+                lines += [(record, 0) for record in self._leftover(pending)]  # its end went with the file
                 offset, pending, head = 0, b"", b""
-            budget = self._read_chunk
+            budget = min(self._read_chunk, byte_room)
             drained = size <= offset
             newlines = 0
             while not drained and budget > 0 and newlines < room:  # no more than the room takes
@@ -295,9 +314,15 @@ class LogTailer:
         base = offset - len(buf)  # the file offset where buf starts
         wanted = room - len(lines)
         complete, rest = split_lines(buf, self._max_line, wanted)
+        full = len(complete) >= wanted
+        if newlines:
+            f.line_at = now
+        if self._multiline is not None:  # the last record may go on: held back unless it waited enough
+            flush = not full and now - f.line_at >= self._multiline.flush_timeout
+            complete, rest = self._multiline.group(complete, flush=flush)
         lines += [(line, base + end) for line, end in complete]
         pending = buf[rest:]
-        if len(complete) >= wanted:  # no more room: the rest is read again once the sink caught up
+        if full:  # no more room: the rest is read again once the sink caught up
             offset, pending, drained = base + rest, b"", False
         if truncated:  # what was on its way from the old content is gone from the file either way
             self._forget_unsettled(f)
@@ -324,7 +349,7 @@ class LogTailer:
         handed = 0
         while handed < len(lines):
             group = lines[handed:handed + EMIT_GROUP]
-            emitted = Emitted(group[-1][1], len(group))
+            emitted = Emitted(group[-1][1], len(group), sum(len(line) for line, _ in group))
             records = [self._record(f, line, now) for line, _ in group]
             try:
                 self._sink.emit(records, on_settled=functools.partial(self._on_settled, emitted))
@@ -336,6 +361,7 @@ class LogTailer:
                 return handed
             f.unsettled.append(emitted)
             self._unsettled += emitted.count
+            self._unsettled_bytes += emitted.size
             handed += len(group)
         if self._emit_failing and lines:
             _log.info("log tailer: the record sink accepts records again")
@@ -345,6 +371,15 @@ class LogTailer:
     def _record(self, f: FollowedFile, line: bytes, now: float) -> LogRecord:
         return LogRecord("logs", now, {"line": line.decode("utf-8", errors="replace"), "path": f.path,
                                        **self._fields})
+
+    def _leftover(self, pending: bytes) -> list[bytes]:
+        """The records of what was read and not yet emitted, now that no more will come after it."""
+        if not pending:
+            return []
+        if self._multiline is None:
+            return [pending]  # an unfinished line
+        lines, _ = split_lines(pending if pending.endswith(b"\n") else pending + b"\n", self._max_line)
+        return [record for record, _ in self._multiline.group(lines, flush=True)[0]]
 
     def _retire(self, f: FollowedFile, now: float) -> int:
         """Finishes a rotated or removed file read to its end; closes it once every line was delivered.
@@ -356,10 +391,11 @@ class LogTailer:
         """
         emitted = 0
         if f.pending:
-            if not self._emit(f, [(f.pending, f.offset)], now):
+            records = [(record, f.offset) for record in self._leftover(f.pending)]
+            if self._emit(f, records, now) < len(records):
                 return 0
             f.pending = b""
-            emitted = 1
+            emitted = len(records)
             self._settle(f)
         if not f.unsettled:
             self._files.close_file(f)
@@ -376,14 +412,18 @@ class LogTailer:
         if self._closed:  # no poll will come: the late acknowledgement updates the saved positions itself
             with self._lock:
                 self._settle_all()
-                self._save_if_changed()
+                self._save_if_changed(force=True)
 
     def _changed(self) -> None:
         """The watch's callback: a followed directory changed, so lines may be waiting."""
-        if self._unsettled < self._max_unsettled:
+        if self._has_room():
             self._wake()
         else:
             self._backlog = True  # no room now: read as soon as the sink settled some
+
+    def _has_room(self) -> bool:
+        """Whether the lines on their way leave room to read more."""
+        return self._unsettled < self._max_unsettled and self._unsettled_bytes < self._max_bytes
 
     def _wake(self) -> None:
         """Queues one early poll on the scheduler (at most one at a time): lines wait and may be read now."""
@@ -423,21 +463,31 @@ class LogTailer:
                 return
             f.unsettled.popleft()
             self._unsettled -= first.count
+            self._unsettled_bytes -= first.size
             f.acked = first.end
             self._files.dirty = True
 
     def _forget_unsettled(self, f: FollowedFile) -> None:
         """Stops waiting for the sink's word on ``f``'s lines on their way."""
         self._unsettled -= sum(emitted.count for emitted in f.unsettled)
+        self._unsettled_bytes -= sum(emitted.size for emitted in f.unsettled)
         f.unsettled.clear()
 
     # --- Positions ------------------------------------------------------------------------------------
 
-    def _save_if_changed(self) -> None:
-        """Writes the position file when something in it changed (never before the first poll)."""
+    def _save_if_changed(self, *, force: bool = False) -> None:
+        """Writes the position file when something in it changed (never before the first poll).
+
+        Not within ``save_interval`` of the last write, unless ``force``: a crash then reads again at
+        most that long's delivered lines, and a busy file costs no write and fsyncs per poll.
+        """
         path = self._position_file
         if path is None or not self._files.dirty or not self._polls:
             return
+        now = time.monotonic()
+        if not force and now - self._saved_at < self._save_interval:
+            return
+        self._saved_at = now
         try:
             save_positions(path, self._files.patterns, self._files.positions())
         except OSError as exc:
