@@ -96,6 +96,18 @@ def test_a_record_never_grows_beyond_the_limit(log: Path) -> None:
     assert all(len(line.encode()) <= 30 for line in sink.lines())
 
 
+def test_a_record_of_more_lines_than_the_room_goes_in_pieces_rather_than_stalling(log: Path) -> None:
+    sink, clock = Sink(), Clock()
+    tailer = tailer_for(log, sink, clock, max_unsettled=4)
+    tailer.poll()
+    frames = [f"  at frame {n}" for n in range(10)]
+    append(log, "2024-01-01 ERROR boom\n" + "".join(frame + "\n" for frame in frames) + "2024-01-01 INFO\n")
+    for _ in range(5):
+        tailer.poll()
+    assert "\n".join(sink.lines()) == "\n".join(["2024-01-01 ERROR boom", *frames])
+    assert all(line.count("\n") < 4 for line in sink.lines())
+
+
 def test_a_held_record_survives_a_restart_and_is_sent_once(log: Path, tmp_path: Path) -> None:
     positions = tmp_path / "positions.json"
     sink, clock = Sink(), Clock()

@@ -78,7 +78,8 @@ class LogTailer:
       into pieces of at most that size (at a UTF-8 character boundary where possible).
     - With ``multiline``, a record is a first line and the lines after it (joined by newlines), up to
       ``max_line_bytes``; the last one is held until the next first line, or for the multiline's flush
-      timeout when no line comes (no longer once its file was rotated and read to its end).
+      timeout when no line comes (no longer once its file was rotated and read to its end); one of more
+      lines than one read may hand over goes in pieces.
     - At most ``read_chunk`` bytes are read per file per poll, so one busy file cannot starve the others.
     - **At least once.** A line counts as delivered only once the sink says every publisher accepted it.
       With a ``position_file`` the offset after the last delivered line of each file is saved atomically
@@ -319,7 +320,10 @@ class LogTailer:
             f.line_at = now
         if self._multiline is not None:  # the last record may go on: held back unless it waited enough
             flush = not full and now - f.line_at >= self._multiline.flush_timeout
-            complete, rest = self._multiline.group(complete, flush=flush)
+            records, held = self._multiline.group(complete, flush=flush)
+            if full and not records and complete:  # one record fills the room: it goes in pieces
+                records, held = self._multiline.group(complete, flush=True)
+            complete, rest = records, held
         lines += [(line, base + end) for line, end in complete]
         pending = buf[rest:]
         if full:  # no more room: the rest is read again once the sink caught up
