@@ -50,7 +50,10 @@ def load(path: str | Path, payload_path: str | Path | None = None,
          environ: Mapping[str, str] | None = None) -> tuple[Config, list[str]]:
     """Loads a configuration file of either form; returns it with the warnings to show.
 
-    A file whose name ends in ``.toml`` is native; anything else is read as a legacy ``agent.conf``.
+    A file whose name ends in ``.toml`` is native; anything else is read as a legacy ``agent.conf``. A
+    native file's ``${VAR}`` and ``${file:/path}`` references are resolved from ``environ`` and the files
+    they name; a legacy file's values are taken literally. ``PCA_<SECTION>__<KEY>`` variables of
+    ``environ`` override values of either.
 
     Raises:
         ConfigError: the file cannot be read or parsed.

@@ -24,6 +24,7 @@ __all__ = [
     "ArtifactsConfig",
     "Config",
     "HealthConfig",
+    "HttpConfig",
     "LogsConfig",
     "MultilineConfig",
     "PluginChoice",
@@ -95,6 +96,39 @@ class LogsConfig(Section):
             yield ConfigIssue(f"multiline.{issue.key}", issue.expected)
 
 
+class HttpConfig(Section):
+    """The operator's HTTP endpoint (``[http]``): ``/metrics``, ``/healthz`` and ``/readyz``.
+
+    Attributes:
+        listen: ``host:port`` to serve on, e.g. ``127.0.0.1:9466``; None (the default) serves nothing.
+            The endpoint has no authentication: keep it on a loopback or otherwise private address.
+    """
+
+    listen: str | None = None
+
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) of ``listen``; None when unset.
+
+        Raises:
+            ValueError: ``listen`` is not ``host:port`` with a port from 1 to 65535.
+        """
+        if self.listen is None:
+            return None
+        host, colon, port = self.listen.strip().rpartition(":")
+        host = host.strip("[]")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"host:port with a port from 1 to 65535, such as 127.0.0.1:9466; got "
+                             f"{self.listen!r}")
+        return host, int(port)
+
+    def issues(self) -> Iterator[ConfigIssue]:
+        """A ``listen`` that is not ``host:port``."""
+        try:
+            self.address()
+        except ValueError as exc:
+            yield ConfigIssue("listen", str(exc))
+
+
 class AgentConfig(Section):
     """The agent's own behaviour."""
 
@@ -128,6 +162,7 @@ class Config(Section):
     artifacts: ArtifactsConfig = ArtifactsConfig()
     health: HealthConfig = HealthConfig()
     logs: LogsConfig = LogsConfig()
+    http: HttpConfig = HttpConfig()
     publishers: tuple[PublisherConfig, ...] = ()
     event_handlers: tuple[PluginChoice, ...] = ()
     payload: dict[str, str] = msgspec.field(default_factory=dict)

@@ -116,9 +116,12 @@ def _literal_values(typ: Any) -> tuple[Any, ...] | None:
     return typing.get_args(typ) if typing.get_origin(typ) is typing.Literal else None
 
 
-def is_sequence(typ: Any, path: list[str]) -> bool:
-    """Whether the key at ``path`` (field names from ``typ`` down) holds a list."""
+def is_sequence(typ: Any, path: list[str | int]) -> bool:
+    """Whether the key at ``path`` (field names and list indexes from ``typ`` down) holds a list."""
     for part in path:
+        if isinstance(part, int):
+            typ = _sequence_element(typ)
+            continue
         if not _is_struct(typ):
             return False
         field = next((f for f in msgspec.structs.fields(typ) if f.name == part), None)

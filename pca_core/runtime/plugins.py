@@ -124,7 +124,11 @@ def prepare(cls: type[Plugin], section: Any, *, source: str, key: str,
         ConfigErrors: every invalid option and every problem the checks found.
     """
     environ = os.environ if environ is None else environ
-    options = convert(dict(section.options), cls.Options, source=source, prefix=f"{key}.options")
+    try:
+        options = convert(dict(section.options), cls.Options, source=source, prefix=f"{key}.options")
+    except ConfigErrors as exc:  # an option an environment override set names the variable
+        raise ConfigErrors([ConfigError(origin_of(e.key, e.source, environ), e.key, e.expected)
+                            for e in exc.errors]) from None
     errors = []
     for issue in (*section.issues(), *cls.check_config(section, options)):
         full = f"{key}.{issue.key}" if issue.key else key
