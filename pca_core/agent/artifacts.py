@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -176,6 +177,10 @@ class ArtifactManager:
         self.revision: str | None = None
         self._repos: dict[str, _Tracked] = {}
         self._closed = False
+        # Syncs since the start: (succeeded, failed, seconds they took in all); updated under _stats_lock.
+        self.syncs_ok = self.syncs_failed = 0
+        self.sync_seconds = 0.0
+        self._stats_lock = threading.Lock()
 
     @property
     def known(self) -> bool:
@@ -238,8 +243,7 @@ class ArtifactManager:
             with tracked.lock:
                 if first:
                     self._backup(spec)
-                with _as_sync_error(f"sync of {spec.path}"):
-                    result = self.repo.sync(spec)
+                result = self._sync(spec)
         except ArtifactSyncError as exc:
             self._failed(tracked, event, attempt, generation, exc)
             return
@@ -276,8 +280,8 @@ class ArtifactManager:
             raise ArtifactSyncError(_NAME, "no artifact repository is known yet")
         for tracked in list(self._repos.values()):
             try:
-                with tracked.lock, _as_sync_error(f"sync of {tracked.spec.path}"):
-                    result = self.repo.sync(tracked.spec)
+                with tracked.lock:
+                    result = self._sync(tracked.spec)
             except ArtifactSyncError as exc:
                 _log.error("%s", exc)
                 continue
@@ -364,8 +368,7 @@ class ArtifactManager:
         # committed first and pulled with --rebase).
         if settings.auto_checkout:
             try:
-                with _as_sync_error(f"sync of {spec.path}"):
-                    result = self.repo.sync(spec)
+                result = self._sync(spec)
             except ArtifactSyncError as exc:
                 _log.error("%s", exc)
         if settings.auto_commit:
@@ -381,6 +384,27 @@ class ArtifactManager:
         return result
 
     # --- Helpers -----------------------------------------------------------------------------------------
+
+    def _sync(self, spec: RepoSpec) -> SyncResult:
+        """Syncs ``spec`` through the plugin, counted and timed for the metrics.
+
+        Raises:
+            ArtifactSyncError: the sync failed (any error of the plugin becomes one).
+        """
+        started = time.monotonic()
+        ok = False
+        try:
+            with _as_sync_error(f"sync of {spec.path}"):
+                result = self.repo.sync(spec)
+            ok = True
+            return result
+        finally:
+            with self._stats_lock:
+                self.sync_seconds += time.monotonic() - started
+                if ok:
+                    self.syncs_ok += 1
+                else:
+                    self.syncs_failed += 1
 
     def _announce(self, update: ArtifactUpdate) -> None:
         self.revision = update.result.revision

@@ -325,6 +325,8 @@ class ExtensionRunner:
         self._warned: dict[Path, int] = {}
         self._lock = threading.RLock()
         self._closed = False
+        self.runs = 0  # scripts and handlers run
+        self.failures = 0  # those that failed (a script's non-zero exit, timeout, a handler that raised)
 
     def run(self, event: str, values: Mapping[str, str]) -> bool:
         """Runs the script of ``event``, if there is one, then every handler that wants ``event``.
@@ -343,11 +345,16 @@ class ExtensionRunner:
         ok = True
         script = self.find_script(event)
         if script is not None:
-            ok = self._run_script(event, script, texts, mask)
+            ok = self._counted(self._run_script(event, script, texts, mask))
         view = MappingProxyType(texts)  # one handler cannot change what the next one gets
         for handler in self.handlers:
             if handler.wants(event):
-                ok = self._run_handler(handler, event, view, mask) and ok
+                ok = self._counted(self._run_handler(handler, event, view, mask)) and ok
+        return ok
+
+    def _counted(self, ok: bool) -> bool:
+        self.runs += 1
+        self.failures += not ok
         return ok
 
     def find_script(self, event: str) -> Path | None:

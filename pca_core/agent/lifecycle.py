@@ -22,7 +22,6 @@ status``, what it is waiting for.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import random
@@ -36,7 +35,9 @@ from pca_core.agent.commands import control_commands
 from pca_core.agent.control import ControlServer
 from pca_core.agent.extensions import STOP_GRACE, ExtensionRunner, extension_values
 from pca_core.agent.lane import Lane
+from pca_core.agent.metrics import http_service
 from pca_core.agent.outbox import Outbox
+from pca_core.agent.phase import Phase
 from pca_core.agent.ports import PortWatcher
 from pca_core.agent.telemetry import Telemetry
 from pca_core.api.errors import ArtifactSyncError
@@ -71,19 +72,6 @@ WAIT_WARNING_EVERY = 300.0
 in between log at DEBUG, so that a short interval does not flood the log."""
 
 
-class Phase(enum.StrEnum):
-    """Where the agent is in its lifecycle."""
-
-    STARTING = "starting"
-    WAITING_FOR_TOPOLOGY = "waiting for the complete topology"
-    WAITING_FOR_INITIALIZATION = "waiting for the member to be initialized"
-    WAITING_FOR_ARTIFACTS = "waiting for the first artifact update"
-    ACTIVATING = "waiting for the ports"
-    ACTIVE = "active"
-    MAINTENANCE = "in maintenance"
-    READY_TO_SHUTDOWN = "ready to shut down"
-
-
 class Agent:
     """The Stratos lifecycle of this instance, driven by the control plane's events.
 
@@ -109,7 +97,9 @@ class Agent:
         self.outbox = Outbox(state_dir / "outbox.sqlite", runtime.transport, runtime.scheduler,
                              publish_timeout=self.config.transport.publish_timeout)
         self.telemetry = Telemetry(self.config, self.identity, runtime.publishers, runtime.scheduler)
-        self.control = ControlServer(state_dir / "control.sock", control_commands(self))
+        address = self.config.http.address()
+        self.control = ControlServer(state_dir / "control.sock", control_commands(self),
+                                     http=http_service(self, address) if address is not None else None)
         context = HandlerContext(self.config.payload, logging.getLogger("pca.handler"), self.state.topology,
                                  self.state.tenants)
         extensions_dir = self.config.agent.extensions_dir
@@ -123,6 +113,7 @@ class Agent:
         self._tenants_announced = False
         self._phase_since = time.time()
         self._topology_requests = 0  # sent in this wait for the complete topology
+        self.reconnects = 0  # connections the transport lost and got back
         self._wait_check: Task | None = None
         self._last_wait_warning: float | None = None
         self._rng = random.Random()
@@ -179,6 +170,11 @@ class Agent:
             self._phase_since = time.time()
             self._last_wait_warning = None
             self.phase = phase
+
+    @property
+    def phase_since(self) -> float:
+        """When the agent entered its current phase, in seconds since the epoch."""
+        return self._phase_since
 
     def waiting_for(self) -> str | None:
         """What the lifecycle is waiting for, in words (``pca status``); None when it waits for nothing."""
@@ -273,6 +269,8 @@ class Agent:
         self._lane.post(name, lambda: self._extension(name, **extra), essential=False)
 
     def _on_connection(self, state: ConnectionState, _error: BaseException | None) -> None:
+        if state is ConnectionState.RECONNECTED:
+            self.reconnects += 1
         # The original never asked again after a reconnect; a request lost in an outage would leave the
         # agent waiting for the next periodic snapshot.
         if state is ConnectionState.RECONNECTED and self.phase is Phase.WAITING_FOR_TOPOLOGY:

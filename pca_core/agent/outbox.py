@@ -111,6 +111,7 @@ class Outbox:
         self._tick: Task | None = None
         # Outage bookkeeping, touched only while holding the drain lock.
         self._failing = False
+        self.published = 0  # messages published since the start
         self._held_back = False  # messages were delayed (an outage, or left by a previous run)
         self._sent_since_held = 0
 
@@ -312,6 +313,7 @@ class Outbox:
                     return sent, False
                 self._failing = False
                 sent += 1
+                self.published += 1
                 self._sent_since_held += 1
                 last_id = message_id
                 _log.debug("outbox: published message #%d on %s after %.1fs", message_id, topic,

@@ -68,6 +68,10 @@ class Telemetry:
             position_file=Path(self._config.agent.state_dir) / "log-positions.json")
         self._tailer.start(self._scheduler, logs.poll_interval)
 
+    def lag_bytes(self) -> int:
+        """Bytes of the tailed files not yet accepted by every publisher; 0 when no file is tailed."""
+        return self._tailer.lag_bytes() if self._tailer is not None else 0
+
     def close_logs(self) -> None:
         """Stops tailing and saves the positions; the sink's last deliveries still update them."""
         if self._tailer is not None:

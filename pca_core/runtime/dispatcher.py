@@ -62,6 +62,7 @@ class Dispatcher:
         put_timeout: seconds a full queue makes the transport's network thread wait before dropping.
 
     Attributes:
+        received: messages handed to it by the transports, dropped ones included.
         dropped_oversize: messages dropped for being over ``max_message_size``.
         dropped_full: messages dropped because the queue stayed full for ``put_timeout``.
     """
@@ -78,6 +79,7 @@ class Dispatcher:
         self._accepting = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self.received = 0
         self._refused = 0
         self._oversize = _Drops()
         self._full = _Drops()
@@ -91,6 +93,11 @@ class Dispatcher:
     def dropped_full(self) -> int:
         """Messages dropped because the queue stayed full, since the start."""
         return self._full.total
+
+    @property
+    def dropped_stopping(self) -> int:
+        """Messages not taken because the dispatcher was stopping."""
+        return self._refused
 
     def start(self) -> None:
         """Starts the dispatcher thread."""
@@ -135,6 +142,7 @@ class Dispatcher:
         return True
 
     def _enqueue(self, handler: Callable[[Message], None], message: Message) -> None:
+        self.received += 1  # unlocked, like the drop counts: a transport calls from its network thread
         size = len(message.payload)
         if size > self.max_message_size:
             if self._oversize.add():

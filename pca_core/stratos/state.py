@@ -46,6 +46,8 @@ class AgentState:
             ("domain/mapping/", (self.domain_mappings,)),
         )
         self._unknown: set[str] = set()
+        self.malformed = 0  # messages skipped because they did not decode
+        self.unknown = 0  # messages of event classes this agent does not know, skipped
 
     def handle(self, message: Message) -> bool:
         """Applies one message to the models of its topic tree.
@@ -71,8 +73,10 @@ class AgentState:
         DEBUG after that), as long as the bounded memory of names reported holds it.
         """
         if not isinstance(error, UnknownEventError):
+            self.malformed += 1
             _log.warning("malformed event skipped: %s", error)
             return
+        self.unknown += 1
         name = excerpt(error.name)  # what is remembered is bounded too
         if name in self._unknown:
             _log.debug("unknown event class skipped: %s", error)

@@ -95,6 +95,7 @@ class PublisherBuffer:
         self.overflowing = False  # an overflow episode is going on
         self.episode_dropped = 0
         self.dropped_total = 0
+        self.published_total = 0  # records the publisher accepted
         self.kicked = False  # a delivery of a full batch is queued on the scheduler
         # Held by the one delivery to this publisher that may run; what follows is touched only under it.
         self.delivering = threading.Lock()
@@ -146,6 +147,7 @@ class PublisherBuffer:
         popped = self.popped_inflight
         self.inflight_last = -1
         self.popped_inflight = 0
+        self.published_total += accepted
         for _, _, ticket in batch[:accepted]:
             if ticket is not None:
                 ticket.settle(lost=False, done=done)

@@ -131,6 +131,12 @@ class RecordSink:
         with self._lock:
             return {buffer.name: buffer.dropped_total for buffer in self._buffers}
 
+    @property
+    def published(self) -> dict[str, int]:
+        """Records each publisher accepted since the sink was created."""
+        with self._lock:
+            return {buffer.name: buffer.published_total for buffer in self._buffers}
+
     def capacity(self, stream: str) -> int:
         """The fewest records any publisher of ``stream`` buffers (``max_buffered``); 0 when none takes it."""
         sizes = [buffer.max_buffered for buffer in self._buffers if stream in buffer.streams]

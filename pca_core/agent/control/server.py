@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pca_core.agent.control.http import MAX_REQUEST_BYTES as MAX_HTTP_REQUEST_BYTES
+from pca_core.agent.control.http import HttpService
 from pca_core.agent.control.protocol import (
     MAX_CONNECTIONS,
     MAX_REQUEST_BYTES,
@@ -50,8 +52,12 @@ class ControlServer:
     connection is answered at once that there are too many. Each connection has ``timeout`` seconds from
     being accepted to send its request and take the reply.
 
-    Commands run on the server thread, one at a time, so a command must return quickly: the agent's commands
-    schedule their work and answer at once. A command may ask the agent to stop (``maintenance on
+    With ``http``, the same thread also serves the operator's HTTP endpoint (:mod:`.http`) on a TCP port:
+    its connections count towards the same bound, and are not checked with ``SO_PEERCRED`` (the endpoint
+    is read-only; keep it on a private address).
+
+    Commands and routes run on the server thread, one at a time, so they must return quickly: the agent's
+    commands schedule their work and answer at once. A command may ask the agent to stop (``maintenance on
     --stop``): its reply is still sent, even when :meth:`close` is called meanwhile from another thread, or
     from the command itself.
 
@@ -59,11 +65,14 @@ class ControlServer:
         path: where the socket is created (at most 107 bytes on Linux).
         commands: the commands by name.
         timeout: seconds a connection may take to send its request, and to take the reply.
+        http: the HTTP endpoint to serve too; None serves the socket only.
     """
 
-    def __init__(self, path: Path, commands: Mapping[str, Command], *, timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, commands: Mapping[str, Command], *, timeout: float = 30.0,
+                 http: HttpService | None = None) -> None:
         self._path = Path(path)
         self._commands = dict(commands)
+        self._http = http
         self._timeout = timeout
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -86,7 +95,8 @@ class ControlServer:
         Raises:
             AgentAlreadyRunning: an agent already answers on the socket.
             ControlError: the path is too long for a Unix socket, is something other than a socket, or the
-                socket cannot be created; or its directory is writable by other users than its owner.
+                socket cannot be created; or its directory is writable by other users than its owner; or
+                the HTTP endpoint's address cannot be listened on.
             RuntimeError: the server was started before or closed.
         """
         with self._lock:
@@ -95,18 +105,27 @@ class ControlServer:
             check_length(self._path)
             self._prepare_directory()
             self._remove_stale()
-            listener = self._bind()
+            listeners = [self._bind()]
             try:
+                if self._http is not None:
+                    listeners.append(self._http.listen())
                 wake_read, wake_write = os.pipe()
-            except OSError as exc:
-                listener.close()
+            except (OSError, ControlError) as exc:
+                for listener in listeners:
+                    listener.close()
                 self._unlink()
+                if isinstance(exc, ControlError):
+                    raise
                 raise ControlError(f"cannot start the control channel: {exc.strerror}") from None
             self._wake_write = wake_write
-            self._thread = threading.Thread(target=self._serve, args=(listener, wake_read),
+            self._thread = threading.Thread(target=self._serve, args=(listeners, wake_read),
                                             name="pca-control", daemon=True)
             self._thread.start()
         _log.info("control channel listening on %s", self._path)
+        if self._http is not None:
+            host, port = self._http.address
+            _log.info("http endpoint listening on %s:%d (%s)", host, port,
+                      ", ".join(sorted(self._http.routes)))
 
     def close(self, timeout: float) -> None:
         """Stops accepting, waits up to ``timeout`` seconds for the thread to end, and removes the socket.
@@ -206,41 +225,48 @@ class ControlServer:
 
     # --- Serving (the pca-control thread) ----------------------------------------------------------------
 
-    def _serve(self, listener: socket.socket, wake: int) -> None:
+    def _serve(self, listeners: list[socket.socket], wake: int) -> None:
+        """The thread: the control socket's listener first, then the HTTP endpoint's, if any."""
         selector = selectors.DefaultSelector()
-        selector.register(listener, selectors.EVENT_READ)
+        for listener in listeners:
+            selector.register(listener, selectors.EVENT_READ)
         selector.register(wake, selectors.EVENT_READ)
         accepting = True
-        resume_at = 0.0  # when accepting resumes after an accept() failure
+        resting: dict[socket.socket, float] = {}  # listeners whose accept() failed, until when they rest
         try:
             while True:
                 if accepting and self._closed:
                     accepting = False
-                    self._stop_accepting(selector, listener, wake)
+                    resting.clear()
+                    self._stop_accepting(selector, listeners, wake)
                 if not accepting and not _connections(selector):
                     break
                 now = time.monotonic()
-                if accepting and resume_at and now >= resume_at:
-                    resume_at = 0.0
-                    selector.register(listener, selectors.EVENT_READ)
-                deadlines = [c.deadline for c in _connections(selector)] + ([resume_at] if resume_at else [])
+                for listener, until in list(resting.items()):
+                    if now >= until:
+                        del resting[listener]
+                        selector.register(listener, selectors.EVENT_READ)
+                deadlines = [c.deadline for c in _connections(selector)] + list(resting.values())
                 timeout = max(min(deadlines) - now, 0.0) if deadlines else None
                 for key, events in selector.select(timeout):
                     if isinstance(key.data, _Connection):
                         self._step(selector, key.data, events)
-                    elif key.fileobj is listener and not self._accept(selector, listener):
-                        selector.unregister(listener)  # e.g. EMFILE: the listener stays readable
-                        resume_at = time.monotonic() + _ACCEPT_BACKOFF
+                    elif key.fileobj in listeners:
+                        listener = key.fileobj
+                        if not self._accept(selector, listener, http=listener is not listeners[0]):
+                            selector.unregister(listener)  # e.g. EMFILE: the listener stays readable
+                            resting[listener] = time.monotonic() + _ACCEPT_BACKOFF
                 self._expire(selector)
         finally:
             for connection in _connections(selector):
                 connection.sock.close()
             selector.close()
-            listener.close()
+            for listener in listeners:
+                listener.close()
             os.close(wake)
             _log.debug("control channel: server thread ended")
 
-    def _accept(self, selector: selectors.BaseSelector, listener: socket.socket) -> bool:
+    def _accept(self, selector: selectors.BaseSelector, listener: socket.socket, *, http: bool) -> bool:
         """Accepts one connection, or refuses it with a reply; False when accept() itself failed."""
         try:
             sock, _ = listener.accept()
@@ -250,7 +276,7 @@ class ControlServer:
             _log.error("control channel: accept failed: %s", exc.strerror)
             return False
         sock.setblocking(False)
-        refusal = _refuse_peer(sock)
+        refusal = None if http else _refuse_peer(sock)
         if refusal is None and len(_connections(selector)) >= MAX_CONNECTIONS:
             refusal = f"too many control connections at once (at most {MAX_CONNECTIONS}); try again shortly"
             if not self._crowded:
@@ -259,24 +285,27 @@ class ControlServer:
         elif refusal is not None:
             _log.warning("control channel: %s", refusal)
         if refusal is not None:
-            _send_once(sock, {"ok": False, "error": refusal})
+            _send_once(sock, HttpService.unavailable() if http else _encode({"ok": False, "error": refusal}))
             sock.close()
             return True
         self._crowded = False
-        connection = _Connection(sock, time.monotonic() + self._timeout)
+        connection = _Connection(sock, time.monotonic() + self._timeout, http=http)
         selector.register(sock, selectors.EVENT_READ, connection)
         return True
 
-    def _stop_accepting(self, selector: selectors.BaseSelector, listener: socket.socket, wake: int) -> None:
+    def _stop_accepting(self, selector: selectors.BaseSelector, listeners: list[socket.socket],
+                        wake: int) -> None:
         """On close: no new connection; a request still being read is answered that the agent stops."""
-        for fileobj in (listener, wake):
-            with contextlib.suppress(KeyError):  # the listener is not registered during an accept backoff
+        for fileobj in (*listeners, wake):
+            with contextlib.suppress(KeyError):  # a listener is not registered during an accept backoff
                 selector.unregister(fileobj)
         grace = time.monotonic() + _CLOSING_GRACE
         for connection in _connections(selector):
             connection.deadline = min(connection.deadline, grace)
             if connection.reply is None:
-                self._answer(selector, connection, {"ok": False, "error": "the agent is shutting down"})
+                stopping = HttpService.unavailable() if connection.http else \
+                    _encode({"ok": False, "error": "the agent is shutting down"})
+                self._reply(selector, connection, stopping)
 
     def _step(self, selector: selectors.BaseSelector, connection: _Connection, events: int) -> None:
         """Reads from, or writes to, a connection that is ready for it."""
@@ -299,6 +328,9 @@ class ControlServer:
             self._drop(selector, connection)
 
     def _read(self, selector: selectors.BaseSelector, connection: _Connection) -> None:
+        if connection.http:
+            self._read_http(selector, connection)
+            return
         received = connection.received
         chunk = connection.sock.recv(MAX_REQUEST_BYTES - len(received))  # never more than the limit in all
         newline = chunk.find(b"\n")
@@ -317,20 +349,36 @@ class ControlServer:
                 _log.warning("control channel: %s", error)
                 self._answer(selector, connection, {"ok": False, "error": error})
 
+    def _read_http(self, selector: selectors.BaseSelector, connection: _Connection) -> None:
+        assert self._http is not None
+        received = connection.received
+        chunk = connection.sock.recv(MAX_HTTP_REQUEST_BYTES - len(received))
+        received += chunk
+        if HttpService.complete(received) or (not chunk and received):
+            self._reply(selector, connection, self._http.answer(bytes(received)))
+        elif not chunk:
+            self._drop(selector, connection)
+
     def _expire(self, selector: selectors.BaseSelector) -> None:
         """Ends the connections past their deadline; one still sending its request is told so."""
         now = time.monotonic()
         for connection in _connections(selector):
             if connection.deadline <= now:
-                if connection.reply is None:
-                    _send_once(connection.sock, {"ok": False, "error": "timed out waiting for the request"})
+                if connection.reply is None and not connection.http:
+                    timed_out = {"ok": False, "error": "timed out waiting for the request"}
+                    _send_once(connection.sock, _encode(timed_out))
                 else:
                     _log.debug("control channel: a client did not take its reply in time")
                 self._drop(selector, connection)
 
+    @classmethod
+    def _answer(cls, selector: selectors.BaseSelector, connection: _Connection,
+                reply: dict[str, Any]) -> None:
+        cls._reply(selector, connection, _encode(reply))
+
     @staticmethod
-    def _answer(selector: selectors.BaseSelector, connection: _Connection, reply: dict[str, Any]) -> None:
-        connection.reply = memoryview(_encode(reply))
+    def _reply(selector: selectors.BaseSelector, connection: _Connection, data: bytes) -> None:
+        connection.reply = memoryview(data)
         selector.modify(connection.sock, selectors.EVENT_WRITE, connection)
 
     @staticmethod
@@ -370,6 +418,7 @@ class _Connection:
     deadline: float  # for reading the request and sending the reply
     received: bytearray = field(default_factory=bytearray)
     reply: memoryview | None = None
+    http: bool = False  # a connection to the HTTP endpoint, not to the control socket
 
 
 def _connections(selector: selectors.BaseSelector) -> list[_Connection]:
@@ -384,10 +433,10 @@ def _encode(reply: dict[str, Any]) -> bytes:
         return json.dumps({"ok": False, "error": f"the agent's reply is not JSON ({exc})"}).encode() + b"\n"
 
 
-def _send_once(sock: socket.socket, reply: dict[str, Any]) -> None:
+def _send_once(sock: socket.socket, reply: bytes) -> None:
     """Sends a short reply without waiting: it fits in the buffer of a socket that was sent nothing yet."""
     try:
-        sock.send(_encode(reply))
+        sock.send(reply)
     except OSError as exc:
         _log.debug("control channel: sending a reply failed: %s", exc)
 

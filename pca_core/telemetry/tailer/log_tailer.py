@@ -216,6 +216,21 @@ class LogTailer:
             self._wake()  # more to read and room for it: no need to wait for the next tick
         return emitted
 
+    def lag_bytes(self) -> int:
+        """Bytes of the followed files not yet accepted by every publisher.
+
+        That is, appended and not read yet, read and on their way, or held (an unfinished line or record).
+        """
+        with self._lock:
+            lag = 0
+            for f in self._files.files.values():
+                try:
+                    size = os.fstat(f.fd).st_size if f.fd >= 0 else f.offset
+                except OSError:
+                    size = f.offset
+                lag += max(size - f.acked, 0)
+            return lag
+
     def start(self, scheduler: Scheduler, interval: float = 1.0, *, watch: bool = True) -> Task:
         """Polls every ``interval`` seconds on ``scheduler``'s threads.
 
