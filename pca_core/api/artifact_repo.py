@@ -102,5 +102,21 @@ class ArtifactRepo(Plugin, abc.ABC):
         """
         return None
 
+    def check_remote(self, spec: RepoSpec, *, timeout: float | None = None) -> str | None:
+        """Checks that the remote of ``spec`` can be reached and read, as ``git ls-remote`` does.
+
+        For ``pca config check --connect``: nothing is transferred and nothing is written locally, and
+        the check ends within ``timeout`` seconds (None: the plugin's own connection timeout).
+
+        Returns:
+            What the remote showed, for a person (``branch main at 3f2a1c9``); None when the plugin offers
+            no such check, which is the default: ``--connect`` then reports the remote as not checked.
+
+        Raises:
+            ArtifactSyncError: the remote cannot be reached, refuses the credentials, is not a repository
+                or lacks ``spec.branch``; the message names the remote, without credentials.
+        """
+        return None
+
     def close(self) -> None:
         """Releases what the plugin holds; the default holds nothing."""

@@ -122,6 +122,24 @@ class LogPublisher(Plugin, abc.ABC):
             LogPublishError: nothing could be delivered; the whole batch is offered again later.
         """
 
+    def check(self, *, timeout: float | None = None) -> str | None:
+        """Checks that the receivers accept a connection from this publisher, sending no record.
+
+        For ``pca config check --connect``: connects (TLS, handshake, login, as :meth:`publish` would)
+        to every receiver the options name, then disconnects, within ``timeout`` seconds (None: the
+        section's ``publish_timeout``). Called on a publisher that was built and never opened; the core
+        calls :meth:`close` afterwards.
+
+        Returns:
+            What was reached, for a person (``127.0.0.1:24224 accepted``); None when the plugin offers no
+            such check, which is the default: ``--connect`` then reports the publisher as not checked.
+
+        Raises:
+            LogPublishError: a receiver cannot be reached or refused the publisher; the message names it
+                and never holds a secret.
+        """
+        return None
+
     def flush(self, timeout: float | None = None) -> None:
         """Pushes out anything buffered; the default has nothing to flush."""
 

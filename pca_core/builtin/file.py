@@ -68,6 +68,27 @@ class FileLogPublisher(LogPublisher):
             raise LogPublishError("file", message) from exc
         return len(batch)
 
+    def check(self, *, timeout: float | None = None) -> str | None:
+        """Checks that ``path`` can be appended to, or created in a directory that exists or can be made.
+
+        Nothing is written.
+
+        Raises:
+            LogPublishError: the file or the directory it would be created in is not writable.
+        """
+        path = Path(self.options.path)
+        if path.is_dir():
+            raise LogPublishError("file", f"file publisher: {path} is a directory; options.path names a file")
+        target = path
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        if target != path and not target.is_dir():  # a file where a directory would have to be
+            raise LogPublishError("file", f"file publisher: {target} is not a directory; {path} cannot be "
+                                          f"created")
+        if not os.access(target, os.W_OK | (os.X_OK if target.is_dir() else 0)):
+            raise LogPublishError("file", f"file publisher: {target} is not writable by this user")
+        return f"{path} is writable"
+
     def close(self, timeout: float | None = None) -> None:
         """Refuses further batches; nothing is held open between batches. Idempotent."""
         self._closed = True

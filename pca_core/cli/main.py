@@ -16,15 +16,24 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from pca_core._version import __version__
-
 _log = logging.getLogger("pca.cli")
+
+
+class _Versions(argparse.Action):
+    """``--version``: pca-core, the plugin API, plugin distributions and key libraries, from metadata."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
+        from pca_core.cli.versions import report
+
+        print(report())
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pca", description="pca: the cloud-instance agent for Stratos application clusters.")
-    parser.add_argument("--version", action="version", version=f"pca {__version__}")
+    parser.add_argument("--version", action=_Versions, nargs=0,
+                        help="print the versions of pca, the plugin API, the plugins and key libraries")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     parser.add_argument("--log-format", default="plain", choices=("plain", "json"),
                         help="plain text or one JSON object per line (default plain)")
@@ -40,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the agent")
     config_args(run)
     plugins = commands.add_parser("plugins", help="list the installed plugins and whether they load")
-    plugins.add_argument("--json", action="store_true", help="one JSON object per plugin")
+    plugins.add_argument("--json", action="store_true", help="print one JSON document")
+    plugins.add_argument("--config", help="also check the plugins this configuration selects: exit 1 when "
+                                          "one is not installed or does not load")
+    plugins.add_argument("--payload", help="the launch-params file, with --config")
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
     check = config_commands.add_parser(
@@ -48,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     config_args(check)
     check.add_argument("--format", default="toml", choices=("toml", "json"),
                        help="how to print the effective configuration (default toml)")
+    check.add_argument("--connect", action="store_true",
+                       help="instead of printing it, build every selected plugin and try the broker, the "
+                            "repository and the receivers; exit 1 if one fails")
+    init = config_commands.add_parser(
+        "init", help="write a commented starter configuration (runs as is against pca simulate)")
+    init.add_argument("--legacy", metavar="AGENT_CONF", help="convert this legacy agent.conf instead")
+    init.add_argument("--payload", help="with --legacy: its launch-params file (default "
+                                        "payload/launch-params beside it)")
+    init.add_argument("--output", metavar="FILE", help="write to FILE (mode 0600) instead of standard output")
+    init.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     demo = commands.add_parser("demo", help="run the agent and a simulated control plane in one process")
     demo.add_argument("--transport", default="memory",
                       help="the transport plugin to run it over (default memory, in-process)")
@@ -63,12 +85,16 @@ def _parser() -> argparse.ArgumentParser:
         where = sub.add_mutually_exclusive_group()
         where.add_argument("--config", help="the agent's configuration (to find its state directory)")
         where.add_argument("--state-dir", help="the agent's state directory (default /var/lib/pca)")
+        sub.add_argument("--json", action="store_true", help="print the agent's answer as one JSON object")
 
     agent_args(commands.add_parser("status", help="the running agent's lifecycle and connection state"))
-    maintenance = commands.add_parser("maintenance", help="take the member out of service or back")
+    maintenance = commands.add_parser(
+        "maintenance", help="take the member out of service or back; prints the phase after the change")
     maintenance.add_argument("mode", choices=("on", "off"))
     maintenance.add_argument("--stop", action="store_true",
                              help="with on: shut the agent down gracefully once the event is out")
+    maintenance.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                             help="how long to wait for the phase to change (default 30; 0: do not wait)")
     agent_args(maintenance)
     agent_args(commands.add_parser("sync", help="sync the artifacts now"))
     events = commands.add_parser("events", help="Stratos event tools")
@@ -118,7 +144,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "plugins":
         return _plugins(args)
     if args.command == "config":
-        return _config_check(args)
+        return _config_init(args) if args.config_command == "init" else _config_check(args)
     if args.command == "events":
         return _events_check(args)
     if args.command == "simulate":
@@ -199,17 +225,10 @@ def _simulate(args: argparse.Namespace) -> int:
 def _control(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pca_core.agent import control
+    from pca_core.cli.control import run_control
 
     state_dir = args.state_dir or (_load(args).agent.state_dir if args.config else "/var/lib/pca")
-    arguments = {"mode": args.mode, "stop": args.stop} if args.command == "maintenance" else {}
-    reply = control.call(Path(state_dir) / "control.sock", args.command, **arguments)
-    if args.command == "status":
-        for key, value in reply.items():
-            print(f"{key:<18} {value}")
-    else:
-        print(json.dumps(reply))
-    return 0
+    return run_control(Path(state_dir) / "control.sock", args)
 
 
 def wait_for_stop(stop: threading.Event) -> None:
@@ -258,18 +277,10 @@ def install_signal_handlers(stop: threading.Event, *,
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from pca_core.runtime.discovery import list_plugins
+    from pca_core.cli.plugin_list import plugins_command
 
-    rows = list_plugins()
-    if args.json:
-        for row in rows:
-            print(json.dumps({"group": row.group, "name": row.name, "distribution": row.distribution,
-                              "version": row.version, "loads": row.error is None, "error": row.error}))
-        return 0
-    for row in rows:
-        status = "ok" if row.error is None else f"error: {row.error}"
-        print(f"{row.group:<20} {row.name:<10} {row.distribution} {row.version}  {status}")
-    return 0
+    config = _load(args) if args.config else None
+    return plugins_command(as_json=args.json, config=config, source=args.config)
 
 
 def _events_check(args: argparse.Namespace) -> int:
@@ -296,7 +307,11 @@ def _config_check(args: argparse.Namespace) -> int:
     from pca_core.runtime.plugins import select
 
     loaded = _load(args)
-    select(loaded, args.config)  # what pca run would refuse, this refuses too
+    chosen = select(loaded, args.config)  # what pca run would refuse, this refuses too
+    if args.connect:
+        from pca_core.cli.connect import connect_command
+
+        return connect_command(loaded, chosen, args.config)
     data = config.to_data(loaded)
     if args.format == "json":
         print(json.dumps(data, indent=2))
@@ -306,6 +321,15 @@ def _config_check(args: argparse.Namespace) -> int:
         print(tomli_w.dumps(data), end="")
     _log.info("%s: configuration is valid", args.config)
     return 0
+
+
+def _config_init(args: argparse.Namespace) -> int:
+    from pca_core.cli.init import init_command
+
+    if args.payload and not args.legacy:
+        print("pca: error: --payload goes with --legacy", file=sys.stderr)
+        return 2
+    return init_command(legacy=args.legacy, payload=args.payload, output=args.output, force=args.force)
 
 
 if __name__ == "__main__":  # pragma: no cover

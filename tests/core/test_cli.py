@@ -34,7 +34,7 @@ def memory_config(tmp_path):
 def test_version():
     result = run_pca("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"pca {__version__}"
+    assert result.stdout.splitlines()[0] == f"pca {__version__}"  # the rest: tests/core/test_cli_operator.py
 
 
 def test_help_imports_no_plugin_and_no_client_library():
@@ -210,9 +210,17 @@ def test_status_and_maintenance_talk_to_the_running_agent(memory_config):
         rows = dict(line.split(None, 1) for line in status.stdout.splitlines())
         assert rows["phase"] == "waiting for the complete topology"
         assert rows["transport"] == "connected"
+        assert rows["waiting_for"].startswith("the complete topology from the control plane (requested")
+        as_json = json.loads(run_pca("status", "--json", "--state-dir", state_dir).stdout)
+        assert as_json["phase"] == "waiting for the complete topology" and as_json["ready"] is False
         on = run_pca("maintenance", "on", "--config", str(memory_config))
-        assert on.returncode == 0 and json.loads(on.stdout)["requested"] == "maintenance on"
-        agent.wait_for("maintenance on: the agent is waiting for the complete topology; nothing to do")
+        assert on.returncode == 1 and "Traceback" not in on.stderr
+        assert ("maintenance on: the agent is waiting for the complete topology: only an active (or "
+                "activating) member can go into maintenance") in on.stderr
+        off = run_pca("maintenance", "off", "--state-dir", state_dir)
+        assert off.returncode == 1
+        assert ("maintenance off: the agent is waiting for the complete topology, not in maintenance"
+                in off.stderr)
         assert run_pca("sync", "--state-dir", state_dir).returncode == 1  # no repository known yet
         agent.proc.send_signal(signal.SIGTERM)
         assert agent.finish() == 0

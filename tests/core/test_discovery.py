@@ -63,7 +63,7 @@ def test_a_plugin_from_a_separate_distribution_is_discovered_and_loads(site, tmp
     dist.install()
     result = run_pca("plugins", "--json", env=site.env)
     assert result.returncode == 0, result.stderr
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    rows = json.loads(result.stdout)["plugins"]
     good = next(r for r in rows if r["name"] == "good")
     assert good == {"group": "pca.transports", "name": "good", "distribution": "pca-good", "version": "2.3",
                     "loads": True, "error": None}

@@ -99,6 +99,28 @@ class FluentdLogPublisher(LogPublisher):
             _log.debug("fluentd: %d of %d records delivered: %s", accepted, len(batch), "; ".join(failures))
         return accepted
 
+    def check(self, *, timeout: float | None = None) -> str | None:
+        """Opens a connection to every server of ``options.servers`` (TLS and handshake too), sends nothing.
+
+        Each server gets ``timeout`` seconds (default ``publish_timeout``), bounded by ``options.timeout``.
+
+        Raises:
+            LogPublishError: a server does not answer, is not trusted, or refused the handshake; the
+                message names each one that failed.
+        """
+        seconds = self.config.publish_timeout if timeout is None else timeout
+        reached, failures = [], []
+        for server in self._servers:
+            try:
+                self._dialer.open(server, time.monotonic() + seconds).close()
+            except ForwardError as exc:
+                failures.append(str(exc))
+                continue
+            reached.append(str(server))
+        if failures:
+            raise LogPublishError(NAME, "; ".join(failures))
+        return f"{', '.join(reached)} accepted the connection"
+
     def close(self, timeout: float | None = None) -> None:
         """Drops the connection (nothing is buffered, so nothing is left to send); idempotent."""
         with self._lock:

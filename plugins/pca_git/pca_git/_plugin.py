@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -127,6 +128,20 @@ class GitRepo(ArtifactRepo):
                 return repo.head().decode()
             except KeyError:
                 return None
+
+    def check_remote(self, spec: RepoSpec, *, timeout: float | None = None) -> str | None:
+        """Reads the remote's refs (``git ls-remote``): the branch followed exists and has a revision.
+
+        Nothing is fetched and nothing is written; ``timeout`` (default ``options.timeout``) bounds the
+        connection and each read.
+
+        Raises:
+            ArtifactSyncError: the remote cannot be reached or read, refused the credentials, or lacks
+                the branch; the message names the remote without its credentials.
+        """
+        seconds = self.options.timeout if timeout is None else min(timeout, self.options.timeout)
+        branch, target = self._remote(spec, seconds).lookup(_refs.wanted_branch(spec))
+        return f"branch {branch.decode(errors='replace')} at {target.decode()[:12]}"
 
     # --- In place --------------------------------------------------------------------------------------
 
@@ -272,9 +287,9 @@ class GitRepo(ArtifactRepo):
 
     # --- Helpers ---------------------------------------------------------------------------------------
 
-    def _remote(self, spec: RepoSpec) -> Remote:
+    def _remote(self, spec: RepoSpec, timeout: float | None = None) -> Remote:
         password = spec.password.reveal() if spec.password is not None else None
-        return Remote(spec.url, spec.username, password, timeout=self.options.timeout,
+        return Remote(spec.url, spec.username, password, timeout=timeout or self.options.timeout,
                       ssh_key_file=self.options.ssh_key_file)
 
     def _author(self, spec: RepoSpec) -> str:
@@ -285,11 +300,14 @@ def _scratch_dir(path: Path) -> Path:
     """A scratch directory on the working directory's file system (``.git`` is renamed out of it).
 
     Beside the working directory, so that nothing appears in it before the fetch succeeded; inside it
-    when its parent is not writable.
+    when its parent is not writable (permissions, or a read-only file system such as systemd's
+    ``ProtectSystem=strict`` leaves it).
     """
     try:
         return Path(tempfile.mkdtemp(prefix=f".{path.name}.pca-clone-", dir=path.parent))
-    except PermissionError:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         path.mkdir(exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=".pca-clone-", dir=path))
 

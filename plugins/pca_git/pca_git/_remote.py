@@ -146,6 +146,36 @@ class Remote:
                                                "set artifacts.branch")
         return Fetched(branch, target, transferred=bool(wanted))
 
+    def lookup(self, branch: bytes | None) -> tuple[bytes, bytes]:
+        """The branch followed (``branch``, else the remote's default branch) and its revision on the remote.
+
+        Reads the remote's refs only, as ``git ls-remote``: no object is transferred.
+
+        Raises:
+            ArtifactSyncError: the remote cannot be reached or read, or has no such branch.
+        """
+        client, path = self.client()
+        try:
+            result = client.get_refs(path)
+        except _REMOTE_ERRORS as exc:
+            raise self.error("read", exc) from None
+        finally:
+            client.close()
+        refs = {name: sha for name, sha in result.refs.items() if sha is not None}
+        if branch is not None:
+            target = refs.get(BRANCH_PREFIX + branch)
+            if target is None:
+                raise self.error("read", f"the remote has no branch {branch.decode(errors='replace')}")
+            return branch, target
+        head = refs.get(HEAD)
+        if head is None:
+            raise self.error("read", "the remote has no default branch (an empty repository?)")
+        default = _default_branch(refs, result.symrefs, head)
+        if default is None:
+            raise self.error("read", "the remote does not say which branch is its default; "
+                                     "set artifacts.branch")
+        return default, head
+
     def push(self, repo: Repo, branch: bytes, new: bytes, allowed: Callable[[bytes | None], bool]) -> None:
         """Pushes ``new`` to ``branch`` if ``allowed(remote's current revision)``.
 

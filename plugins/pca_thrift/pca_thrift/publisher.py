@@ -111,6 +111,31 @@ class ThriftLogPublisher(LogPublisher):
                     self._owe(lane, events)
         return len(batch)
 
+    def check(self, *, timeout: float | None = None) -> str | None:
+        """Logs in to every receiver of ``options.urls`` and opens its data connection, then logs out.
+
+        No stream is defined and no event sent; ``timeout`` (default ``publish_timeout``) bounds each
+        receiver's calls, ``options.timeout`` its connections.
+
+        Raises:
+            LogPublishError: a receiver does not answer, is not trusted or refused the credentials; the
+                message names each one that failed.
+        """
+        seconds = self.config.publish_timeout if timeout is None else timeout
+        reached, failures = [], []
+        with self._lock:
+            for lane in self._lanes:
+                try:
+                    lane.receiver.deliver([], seconds)
+                except ReceiverError as exc:
+                    failures.append(str(exc))
+                    continue
+                lane.receiver.logout(seconds)
+                reached.append(str(lane.receiver.address))
+        if failures:
+            raise LogPublishError(NAME, "; ".join(failures))
+        return f"{', '.join(reached)} accepted the login"
+
     def close(self, timeout: float | None = None) -> None:
         """Ends every receiver's session (best effort, within ``timeout``); idempotent."""
         with self._lock:
