@@ -357,6 +357,14 @@ class ExtensionRunner:
         self.failures += not ok
         return ok
 
+    def wants(self, event: str) -> bool:
+        """Whether anything runs for ``event``: a script, or a handler that wants it.
+
+        Lets the caller skip working out the event's values (the whole topology as JSON, for one) when
+        nothing would read them.
+        """
+        return self.find_script(event) is not None or any(handler.wants(event) for handler in self.handlers)
+
     def find_script(self, event: str) -> Path | None:
         """The script to run for ``event``: the first of :func:`script_names` that is a readable file."""
         directory = self.extensions_dir

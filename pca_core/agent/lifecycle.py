@@ -237,7 +237,7 @@ class Agent:
             name = MEMBER_EXTENSIONS.get(change.new)  # type: ignore[call-overload]
         elif isinstance(change, MemberRemoved):
             name = "MemberTerminatedEvent"
-        if name is not None:
+        if name is not None and self.extensions.wants(name):  # else no job for each member's event
             extra = {"EVENT_SERVICE_NAME": change.service, "EVENT_CLUSTER_ID": change.cluster_id,
                      "EVENT_MEMBER_ID": change.member_id}
             self._lane.post(name, lambda: self._extension(name, **extra), essential=False)
@@ -337,11 +337,13 @@ class Agent:
             if not topology.initialized:
                 return
             _log.info("topology received (after %d request(s))", self._topology_requests)
-            cluster = topology.cluster(self.identity.cluster_id)
-            members = cluster.member_map if cluster is not None and cluster.member_map else {}
-            self._extension("CompleteTopologyEvent", TOPOLOGY_JSON=events.encode(topology.topology).decode(),
-                            MEMBER_LIST_JSON=json.dumps({k: json.loads(events.encode(v))
-                                                         for k, v in members.items()}))
+            if self.extensions.wants("CompleteTopologyEvent"):  # the whole topology as JSON costs
+                cluster = topology.cluster(self.identity.cluster_id)
+                members = cluster.member_map if cluster is not None and cluster.member_map else {}
+                self._extension("CompleteTopologyEvent",
+                                TOPOLOGY_JSON=events.encode(topology.topology).decode(),
+                                MEMBER_LIST_JSON=json.dumps({k: json.loads(events.encode(v))
+                                                             for k, v in members.items()}))
             self._set_phase(Phase.WAITING_FOR_INITIALIZATION)
             self._schedule_wait_check()  # a whole interval before this wait is first reported
         if self.phase is not Phase.WAITING_FOR_INITIALIZATION:
@@ -486,6 +488,9 @@ class Agent:
         self.outbox.put(cls.TOPIC, events.encode(cls()))
 
     def _extension(self, event: str, **extra: object) -> bool:
+        """Runs ``event``'s extensions; True when they succeeded (or nothing runs for it)."""
+        if not self.extensions.wants(event):  # no script, no handler: its values are not worked out
+            return True
         urls = self.config.transport.urls
         # MB_IP: the broker's host, as the original passed the one it was connected to.
         mb_ip = urls[0].split("://")[-1].rsplit(":", 1)[0].rpartition("@")[2] if urls else None

@@ -40,3 +40,9 @@ class ChildServer:
     def running(self) -> bool:
         """Whether the server process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """The server process's id (for benchmarks that read its CPU time from /proc)."""
+        assert self._proc is not None
+        return self._proc.pid
