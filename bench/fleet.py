@@ -25,8 +25,9 @@ the same machine). JSON keys:
 - ``agent_cpu_idle_pct``: the agent processes' CPU during the quiet period, in percent of one core;
 - ``rss_per_agent_mb``: the host processes' resident memory after the run, divided by the agents;
 - ``broker_cpu_pct``: Mosquitto's CPU while the events flowed, in percent of one core;
-- ``agent_cpu_us_per_delivery``: the agents' CPU from the first event's publish until every agent had
-  every event, per event and agent (what one delivery costs an agent, its idle work included);
+- ``agent_cpu_us_per_delivery``: the host processes' CPU from the first event's publish until every agent
+  had every event, per event and agent (what one delivery costs an agent, its idle work included, and the
+  host's answers to the benchmark's polls for what arrived: an upper bound);
 - ``lost``: (agent, event) pairs that never arrived (goal 0).
 
 Usage: python bench/fleet.py [--json] [--agents N] [--per-process K] [--members M] [--events E] [--rate R]
