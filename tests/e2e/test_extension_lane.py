@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,10 +33,7 @@ def harness(request):
     h = OneWorker(home, f"lane-{request.node.name}")
     yield h
     (home / "extensions" / "release").touch()
-    h.shutdown()
-    h.application.close()
-    h.broker.close()
-    shutil.rmtree(home, ignore_errors=True)
+    h.dispose()
 
 
 def test_a_blocked_script_does_not_hold_the_outbox_or_the_scheduler_and_the_order_is_kept(harness):

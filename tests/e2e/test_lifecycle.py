@@ -109,6 +109,14 @@ class Harness:
             assert self.runtime.stop(10)
             self.runtime = None
 
+    def dispose(self) -> None:
+        """Stops the agent and releases the application's port, a memory broker and the home directory."""
+        self.shutdown()
+        self.application.close()
+        if isinstance(self.broker, MemoryBroker):
+            self.broker.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
     def ran(self, event: str) -> dict[str, str]:
         path = self.home / "ran" / f"{event}.env"
         lines = path.read_text().splitlines() if path.exists() else []

@@ -7,7 +7,6 @@ that the test reads back.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,10 +50,7 @@ def shipping(request) -> Iterator[Shipping]:
     h = Shipping(home, f"shipping-{request.node.name}")
     h.app_log.write_text("written before the agent started\n")
     yield h
-    h.shutdown()
-    h.application.close()
-    h.broker.close()
-    shutil.rmtree(home, ignore_errors=True)
+    h.dispose()
 
 
 def test_lines_and_health_reach_the_publisher_and_a_restart_repeats_none(shipping):

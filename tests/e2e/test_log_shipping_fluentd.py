@@ -7,7 +7,6 @@ user would: ``logs.multiline`` and the publisher's tag template.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,11 +51,8 @@ def shipping(request) -> Iterator[Shipping]:
     h = Shipping(home, f"fluentd-{request.node.name}", receiver)
     h.app_log.write_text("")
     yield h
-    h.shutdown()
-    h.application.close()
-    h.broker.close()
+    h.dispose()
     receiver.stop()
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_records_of_several_lines_survive_a_receiver_outage_and_a_restart_repeats_none(shipping):

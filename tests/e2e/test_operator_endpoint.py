@@ -8,7 +8,6 @@ prometheus_client's own parser, and ``/healthz`` and ``/readyz`` as a probe woul
 from __future__ import annotations
 
 import argparse
-import shutil
 import socket
 import tempfile
 import threading
@@ -21,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pca_core import __version__ as pca_version
+from pca_core.agent.control import ControlError
 from pca_core.agent.lifecycle import Phase
 from pca_core.builtin import memory
 from pca_core.cli.control import run_control
@@ -76,10 +76,7 @@ def scraped(request) -> Iterator[Scraped]:
     home = Path(tempfile.mkdtemp(prefix="pca-", dir="/tmp"))  # short: a Unix socket lives in it
     h = Scraped(home, f"endpoint-{request.node.name}")
     yield h
-    h.shutdown()
-    h.application.close()
-    h.broker.close()
-    shutil.rmtree(home, ignore_errors=True)
+    h.dispose()
 
 
 def test_the_endpoint_follows_the_lifecycle_an_outage_and_the_logs(scraped):
@@ -172,11 +169,8 @@ def test_an_address_in_use_stops_the_start_with_the_key():
     h = Scraped(home, "endpoint-in-use")
     taken = socket.create_server(("127.0.0.1", h.http_port))
     try:
-        with pytest.raises(Exception, match=r"cannot listen on http\.listen 127\.0\.0\.1:\d+"):
+        with pytest.raises(ControlError, match=r"cannot listen on http\.listen 127\.0\.0\.1:\d+"):
             h.start()
     finally:
         taken.close()
-        h.shutdown()
-        h.application.close()
-        h.broker.close()
-        shutil.rmtree(home, ignore_errors=True)
+        h.dispose()
