@@ -17,6 +17,7 @@ from pca_core.agent.control import ControlError, ControlServer, call
 from pca_core.agent.control.http import MAX_REQUEST_BYTES, HttpReply, HttpService
 from tests.core.test_control import serve, short_dir, sock_path  # noqa: F401 - fixtures
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 HUGE = (b"GET /hello HTTP/1.1\r\nX: " + b"a" * MAX_REQUEST_BYTES)[:MAX_REQUEST_BYTES]
 """A request head as long as the endpoint reads, and not finished."""
@@ -86,6 +87,29 @@ def test_a_request_still_being_read_at_shutdown_is_told_so(endpoint):
         response = sock.recv(65536)
         closing.join(10)
     assert response.startswith(b"HTTP/1.1 503 Service Unavailable")
+
+
+def test_a_connection_not_yet_accepted_at_shutdown_is_told_so_not_reset(sock_path, serve):  # noqa: F811
+    held, release = threading.Event(), threading.Event()
+
+    def slow() -> HttpReply:
+        held.set()
+        release.wait(10)
+        return HttpReply(HTTPStatus.OK, b"slow\n")
+
+    port = free_port()
+    server = serve(sock_path, {}, http=HttpService(("127.0.0.1", port), {"/slow": slow}))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as first:
+        first.sendall(b"GET /slow HTTP/1.1\r\n\r\n")
+        assert held.wait(10)  # the thread is in the route: the next connection waits in the backlog
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+            closing = threading.Thread(target=server.close, args=(10.0,))
+            closing.start()
+            assert wait_until(lambda: server._closed, 10)  # close() has begun; the thread is still held
+            release.set()
+            assert second.recv(65536).startswith(b"HTTP/1.1 503 Service Unavailable")
+        assert first.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        closing.join(10)
 
 
 def test_an_address_in_use_is_refused_with_the_key_and_the_socket_is_not_left(sock_path):  # noqa: F811

@@ -259,19 +259,23 @@ class ControlServer:
                 self._expire(selector)
         finally:
             for connection in _connections(selector):
-                connection.sock.close()
+                _close(connection.sock)
             selector.close()
             for listener in listeners:
                 listener.close()
             os.close(wake)
             _log.debug("control channel: server thread ended")
 
-    def _accept(self, selector: selectors.BaseSelector, listener: socket.socket, *, http: bool) -> bool:
-        """Accepts one connection, or refuses it with a reply; False when accept() itself failed."""
+    def _accept(self, selector: selectors.BaseSelector, listener: socket.socket, *, http: bool,
+                backlog: bool = False) -> bool:
+        """Accepts one connection, or refuses it with a reply; False when accept() itself failed.
+
+        With ``backlog``, False also when no connection is waiting.
+        """
         try:
             sock, _ = listener.accept()
         except (BlockingIOError, ConnectionAbortedError):
-            return True  # the client gave up between select and accept
+            return not backlog  # the client gave up between select and accept
         except OSError as exc:
             _log.error("control channel: accept failed: %s", exc.strerror)
             return False
@@ -286,7 +290,7 @@ class ControlServer:
             _log.warning("control channel: %s", refusal)
         if refusal is not None:
             _send_once(sock, HttpService.unavailable() if http else _encode({"ok": False, "error": refusal}))
-            sock.close()
+            _close(sock)
             return True
         self._crowded = False
         connection = _Connection(sock, time.monotonic() + self._timeout, http=http)
@@ -295,7 +299,15 @@ class ControlServer:
 
     def _stop_accepting(self, selector: selectors.BaseSelector, listeners: list[socket.socket],
                         wake: int) -> None:
-        """On close: no new connection; a request still being read is answered that the agent stops."""
+        """On close: no new connection; a request still being read is answered that the agent stops.
+
+        Connections the kernel completed but the thread had not accepted yet are accepted first, so that
+        they are answered too rather than reset when the listener closes.
+        """
+        for listener in listeners:
+            while len(_connections(selector)) < MAX_CONNECTIONS and \
+                    self._accept(selector, listener, http=listener is not listeners[0], backlog=True):
+                pass
         for fileobj in (*listeners, wake):
             with contextlib.suppress(KeyError):  # a listener is not registered during an accept backoff
                 selector.unregister(fileobj)
@@ -384,7 +396,7 @@ class ControlServer:
     @staticmethod
     def _drop(selector: selectors.BaseSelector, connection: _Connection) -> None:
         selector.unregister(connection.sock)
-        connection.sock.close()
+        _close(connection.sock)
 
     def _run(self, line: bytes) -> dict[str, Any]:
         try:
@@ -439,6 +451,21 @@ def _send_once(sock: socket.socket, reply: bytes) -> None:
         sock.send(reply)
     except OSError as exc:
         _log.debug("control channel: sending a reply failed: %s", exc)
+
+
+def _close(sock: socket.socket) -> None:
+    """Closes a connection after discarding what it sent and was not read (up to 64 KiB, without waiting).
+
+    Closing a socket with unread input makes the kernel reset the connection, and a reset can discard the
+    reply the client has not read yet: a request refused or cut short would lose its answer.
+    """
+    try:
+        for _ in range(16):
+            if not sock.recv(4096):
+                break
+    except OSError:  # BlockingIOError: nothing more has arrived; or the client has gone
+        pass
+    sock.close()
 
 
 def _refuse_peer(connection: socket.socket) -> str | None:
