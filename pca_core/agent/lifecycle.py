@@ -228,8 +228,7 @@ class Agent:
             self._lane.post("signup removed", lambda: self._on_signup_removed(removed))
 
     def _on_topology_change(self, change: TopologyChange) -> None:
-        if self.phase in (Phase.WAITING_FOR_TOPOLOGY, Phase.WAITING_FOR_INITIALIZATION) \
-                and not self._check_posted:
+        if not self._check_posted and self._may_initialize(change):
             self._check_posted = True  # one check for a whole snapshot's worth of changes
             self._lane.post("initialization check", self._check_initialized)
         name = None
@@ -241,6 +240,20 @@ class Agent:
             extra = {"EVENT_SERVICE_NAME": change.service, "EVENT_CLUSTER_ID": change.cluster_id,
                      "EVENT_MEMBER_ID": change.member_id}
             self._lane.post(name, lambda: self._extension(name, **extra), essential=False)
+
+    def _may_initialize(self, change: TopologyChange) -> bool:
+        """Whether ``change`` may end the wait for the topology or for this member's initialization.
+
+        While the member is awaited, only a change of this member (or of the structure around it) can end
+        the wait: the other members' events, the bulk of a big cluster's traffic, post no check.
+        """
+        phase = self.phase
+        if phase is Phase.WAITING_FOR_TOPOLOGY:
+            return True
+        if phase is not Phase.WAITING_FOR_INITIALIZATION:
+            return False
+        member_id = getattr(change, "member_id", None)
+        return member_id is None or member_id == self.identity.member_id
 
     def _announce_tenants(self) -> None:
         # The CompleteTenantEvent extension runs once, when the first tenant list arrived (as before);

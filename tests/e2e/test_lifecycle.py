@@ -231,12 +231,15 @@ def test_activation_waits_for_the_ports_and_a_later_success_still_activates(harn
     simulator.close()
 
 
-def snapshot(status_stack: list[str]) -> events.CompleteTopologyEvent:
-    ids = {"service_name": "php", "cluster_id": "php.domain", "member_id": "php.member-1",
-           "cluster_instance_id": "php-1"}
-    manager = events.MemberStatusStateManager(state_stack=status_stack)
-    member = events.Member(**ids, member_state_manager=manager)
-    cluster = events.Cluster(service_name="php", cluster_id="php.domain", member_map={"php.member-1": member})
+def snapshot(status_stack: list[str], others: int = 0) -> events.CompleteTopologyEvent:
+    """The agent's member with the statuses of ``status_stack``, and ``others`` members just created."""
+    ids = {"service_name": "php", "cluster_id": "php.domain", "cluster_instance_id": "php-1"}
+    members = {}
+    for n in range(1, 2 + others):
+        manager = events.MemberStatusStateManager(state_stack=status_stack if n == 1 else ["Created"])
+        members[f"php.member-{n}"] = events.Member(**ids, member_id=f"php.member-{n}",
+                                                   member_state_manager=manager)
+    cluster = events.Cluster(service_name="php", cluster_id="php.domain", member_map=members)
     return events.CompleteTopologyEvent(topology=events.Topology(service_map={"php": events.Service(
         service_name="php", cluster_id_cluster_map={"php.domain": cluster})}))
 
@@ -244,10 +247,11 @@ def snapshot(status_stack: list[str]) -> events.CompleteTopologyEvent:
 class HandDriven:
     """A control plane that answers the topology request with a given snapshot and records the rest."""
 
-    def __init__(self, h: Harness, stack: list[str]) -> None:
+    def __init__(self, h: Harness, stack: list[str], others: int = 0) -> None:
         self.transport = h.transport(persistent=True)
         self.received: list[str] = []
         self.stack = stack
+        self.others = others
         self.transport.subscribe("instance/status/#", self.record)
         self.transport.subscribe("initializer/CompleteTopologyRequestEvent", self.answer)
 
@@ -257,7 +261,7 @@ class HandDriven:
         message.ack()
 
     def answer(self, message: Message) -> None:
-        self.send(snapshot(self.stack))
+        self.send(snapshot(self.stack, self.others))
         message.ack()
 
     def send(self, event: events.Event) -> None:
@@ -297,6 +301,24 @@ def test_status_says_what_the_agent_waits_for(harness):
     plane.send(snapshot(plane.stack))
     assert wait_until(lambda: agent.phase is Phase.ACTIVE)
     assert control.call(harness.socket_path, "status")["waiting_for"] is None
+    plane.transport.close()
+
+
+def test_while_the_member_is_awaited_other_members_events_post_no_initialization_check(harness, caplog):
+    caplog.set_level(logging.INFO, logger="pca_core")
+    plane = HandDriven(harness, ["Created"], others=1)
+    agent = harness.start()
+    assert wait_until(lambda: agent.phase is Phase.WAITING_FOR_INITIALIZATION)
+    topology = agent.state.topology
+    ids = {"service_name": "php", "cluster_id": "php.domain", "cluster_instance_id": "php-1"}
+    for event, status in [(events.MemberInitializedEvent, "Initialized"),
+                          (events.MemberStartedEvent, "Starting")]:
+        plane.send(event(**ids, member_id="php.member-2"))
+        assert wait_until(lambda status=status: topology.member_status("php.member-2") == status)
+    plane.send(events.MemberInitializedEvent(**ids, member_id="php.member-1"))
+    assert wait_until(lambda: agent.phase is Phase.ACTIVE)
+    waits = [r for r in caplog.records if "waiting for it to be initialized" in r.getMessage()]
+    assert len(waits) == 1, [r.getMessage() for r in waits]
     plane.transport.close()
 
 
