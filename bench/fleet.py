@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
-"""Fleet: many agents on one Mosquitto; how long a member event takes to reach every agent's model.
+"""Fleet: many agents on one broker; how long a member event takes to reach every agent's model.
 
-The script starts a Mosquitto of its own (a free port on 127.0.0.1) and ``--agents`` real agents (the
-core's ``Runtime`` and ``Agent`` with the mqtt transport, each its own state directory, member and broker
-connection), ``--per-process`` of them in each host process (``--per-process 1``: a process per agent, as
-in production; more: agents sharing one interpreter, which the core allows: every agent owns its threads,
-state and connection, and nothing in the core is process-global). The agents' own members are not in the
-topology, so each one stays waiting for its initialization and applies every topology event to its model:
-the work a member of a big cluster does for the others.
+The script starts a broker of its own on 127.0.0.1 (``--transport mqtt``: Mosquitto; ``amqp``: RabbitMQ
+with AMQP 1.0; ``kafka``: Tansu) and ``--agents`` real agents (the core's ``Runtime`` and ``Agent`` with
+that transport, each its own state directory, member and broker connection), ``--per-process`` of them in
+each host process (``--per-process 1``: a process per agent, as in production; more: agents sharing one
+interpreter, which the core allows: every agent owns its threads, state and connection, and nothing in the
+core is process-global). The agents' own members are not in the topology, so each one stays waiting for
+its initialization and applies every topology event to its model: the work a member of a big cluster
+does for the others.
 
-A paho client plays the control plane: once every agent is connected it publishes a CompleteTopologyEvent
-of ``--members`` members (``bench/topology.py``'s, 20 services x 5 clusters), waits until every agent's
-model holds them all, then publishes ``--events`` member events (MemberStartedEvent, then
-MemberActivatedEvent, on existing members; at most two per member) at ``--rate`` per second, QoS 1, then
-stays quiet for ``--idle`` seconds.
+A client of the core's transport plays the control plane: once every agent is connected it publishes a
+CompleteTopologyEvent of ``--members`` members (``bench/topology.py``'s, 20 services x 5 clusters), waits
+until every agent's model holds them all, then publishes ``--events`` member events (MemberStartedEvent,
+then MemberActivatedEvent, on existing members; at most two per member) at ``--rate`` per second, QoS 1,
+then stays quiet for ``--idle`` seconds.
 
 Each agent notes, on its topology model's change callback, when each member's change arrived (wall clock,
 the same machine). JSON keys:
@@ -24,13 +25,22 @@ the same machine). JSON keys:
   99th percentile over the agents (transfer of the snapshot by the broker included);
 - ``agent_cpu_idle_pct``: the agent processes' CPU during the quiet period, in percent of one core;
 - ``rss_per_agent_mb``: the host processes' resident memory after the run, divided by the agents;
-- ``broker_cpu_pct``: Mosquitto's CPU while the events flowed, in percent of one core;
+- ``broker_cpu_pct``: the broker's CPU while the events flowed, in percent of one core;
 - ``agent_cpu_us_per_delivery``: the host processes' CPU from the first event's publish until every agent
   had every event, per event and agent (what one delivery costs an agent, its idle work included, and the
   host's answers to the benchmark's polls for what arrived: an upper bound);
 - ``lost``: (agent, event) pairs that never arrived (goal 0).
 
-Usage: python bench/fleet.py [--json] [--agents N] [--per-process K] [--members M] [--events E] [--rate R]
+The baseline round (``--no-baseline`` skips it) then plays the same to bare clients of the transport's
+own library in the same number of host processes (paho with its network thread, a proton Container,
+kafka-python consumers), each decoding every message's JSON and noting the member and status: what any
+subscriber to the topology costs on this machine, without an agent. Keys ``baseline_p50_ms``,
+``baseline_p99_ms``, ``baseline_snapshot_apply_p99_ms``, ``baseline_lost``,
+``baseline_cpu_us_per_delivery``, ``baseline_rss_per_client_mb``, and ``ratio_cpu_vs_baseline`` (pca's
+CPU per delivery over the bare clients').
+
+Usage: python bench/fleet.py [--json] [--transport mqtt|amqp|kafka] [--agents N] [--per-process K]
+                             [--members M] [--events E] [--rate R] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -57,6 +67,9 @@ def arguments() -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--transport", choices=("mqtt", "amqp", "kafka"), default="mqtt",
+                        help="the broker and transport (mqtt: Mosquitto)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the round of bare clients")
     parser.add_argument("--agents", type=int, default=50, help="agents (50)")
     parser.add_argument("--per-process", type=int, default=1, help="agents per host process (1)")
     parser.add_argument("--members", type=int, default=10_000, help="members of the topology (10,000)")
@@ -69,37 +82,61 @@ def arguments() -> argparse.Namespace:
 # --- The agents' side (host processes) ----------------------------------------------------------------
 
 
-def _host(conn: Any, root: str, broker: str, home: str, first: int, count: int, members: int) -> None:
-    """A host process: ``count`` agents, reporting when their models changed, until told to stop."""
+def transport_table(transport: str, url: str, client_id: str) -> dict[str, Any]:
+    """The ``[transport]`` table of an agent or of the control plane."""
+    table: dict[str, Any] = {"plugin": transport, "urls": [url], "client_id": client_id}
+    if transport == "kafka":  # topics appear once the control plane publishes; noticed within 0.5 s
+        table["options"] = {"metadata_max_age": 0.5}
+    return table
+
+
+def _host(conn: Any, root: str, kind: str, transport: str, url: str, home: str, first: int, count: int,
+          members: int) -> None:
+    """A host process: ``count`` agents (or bare clients), reporting what arrived when, until told to stop."""
     sys.path.insert(0, root)
     import logging
 
+    logging.basicConfig(level=logging.ERROR)
+    seen: list[dict[str, float]] = [{} for _ in range(count)]  # per agent: "member status" -> arrival time
+    applied: list[float | None] = [None] * count  # per agent: when it held every member of the snapshot
+    start = _start_agents if kind == "pca" else _start_bare
+    stop = start(transport, url, home, range(first, first + count), members, seen, applied)
+    conn.send(("ready", os.getpid()))
+    while True:
+        command = conn.recv()
+        if command == "applied":
+            conn.send(applied)
+        elif command == "seen":
+            conn.send(seen)
+        else:
+            break
+    stop()
+    conn.send("stopped")
+
+
+def _start_agents(transport: str, url: str, home: str, indexes: range, members: int,
+                  seen: list[dict[str, float]], applied: list[float | None]) -> Any:
+    """Starts an agent per index, noting its model's changes; returns what stops them."""
     from pca_core.agent.lifecycle import Agent
     from pca_core.config import build
     from pca_core.runtime.runtime import Runtime
     from pca_core.stratos.topology.changes import MemberAdded, MemberStatusChanged
 
-    logging.basicConfig(level=logging.ERROR)
-    agents: list[tuple[Runtime, Agent]] = []
-    seen: list[dict[str, float]] = []  # per agent: "member status" -> when that change arrived
-    applied: list[float | None] = []  # per agent: when its model held every member of the snapshot
-    for index in range(first, first + count):
-        state = Path(home) / f"a{index}"
-        member = f"fleet.member-{index}"
-        tree = {"transport": {"plugin": "mqtt", "urls": [broker], "client_id": f"fleet-{index}"},
-                "agent": {"state_dir": str(state), "workers": 1, "topology_request_interval": 600},
+    runtimes = []
+    for slot, index in enumerate(indexes):
+        tree = {"transport": transport_table(transport, url, f"fleet-{index}"),
+                "agent": {"state_dir": str(Path(home) / f"a{index}"), "workers": 1,
+                          "topology_request_interval": 600},
                 "health": {"enabled": False},
                 "payload": {"APPLICATION_ID": "app-1", "SERVICE_NAME": "fleet", "CLUSTER_ID": "fleet.domain",
-                            "MEMBER_ID": member, "PORTS": "1", "MULTITENANT": "false", "TENANT_ID": "-1234"}}
+                            "MEMBER_ID": f"fleet.member-{index}", "PORTS": "1", "MULTITENANT": "false",
+                            "TENANT_ID": "-1234"}}
         runtime = Runtime(build(tree, source="fleet", environ={}), source="fleet")
         runtime.load()
         agent = Agent(runtime, threading.Event())
-        mine: dict[str, float] = {}
-        slot = len(applied)
-        applied.append(None)
         added = [0]
 
-        def observe(change: Any, mine: dict[str, float] = mine, slot: int = slot,
+        def observe(change: Any, mine: dict[str, float] = seen[slot], slot: int = slot,
                     added: list[int] = added) -> None:
             kind = type(change)
             if kind is MemberStatusChanged and change.old is not None:  # not a member the snapshot added
@@ -112,30 +149,118 @@ def _host(conn: Any, root: str, broker: str, home: str, first: int, count: int, 
         agent.state.topology.observe(observe)
         if not agent.start():
             raise RuntimeError(f"agent {index} did not start")
-        agents.append((runtime, agent))
-        seen.append(mine)
-    conn.send(("ready", os.getpid()))
-    while True:
-        command = conn.recv()
-        if command == "applied":
-            conn.send(applied)
-        elif command == "seen":
-            conn.send(seen)
-        else:
-            break
-    for runtime, _agent in agents:
-        runtime.stop(5)
-    conn.send("stopped")
+        runtimes.append(runtime)
+    return lambda: [runtime.stop(5) for runtime in runtimes]
+
+
+def _noter(members: int, mine: dict[str, float], applied: list[float | None], slot: int) -> Any:
+    """What a bare client does with a message body: decodes it and notes a member event or the snapshot."""
+    def note(body: bytes) -> None:
+        event = json.loads(body)
+        if "topology" in event:
+            held = sum(len(c.get("memberMap", {})) for service in event["topology"]["serviceMap"].values()
+                       for c in service["clusterIdClusterMap"].values())
+            if held == members:
+                applied[slot] = time.time()
+        elif "memberId" in event:  # MemberActivatedEvent has the ports, MemberStartedEvent a status
+            mine[f"{event['memberId']} {'Active' if 'portMap' in event else 'Starting'}"] = time.time()
+    return note
+
+
+def _start_bare(transport: str, url: str, home: str, indexes: range, members: int,
+                seen: list[dict[str, float]], applied: list[float | None]) -> Any:
+    """Starts a bare client of the transport's library per index; returns what stops them."""
+    notes = [_noter(members, seen[slot], applied, slot) for slot in range(len(indexes))]
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    if transport == "mqtt":
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        clients = []
+        for index, note in zip(indexes, notes, strict=True):
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-{index}")
+            client.on_message = lambda _c, _u, message, note=note: note(message.payload)
+            client.on_connect = lambda c, *_: c.subscribe("topology/#", qos=1)
+            client.connect(host, int(port))
+            client.loop_start()
+            clients.append(client)
+        ready = [lambda c=c: c.is_connected() for c in clients]
+        _wait_all(ready)
+        return lambda: [(c.loop_stop(), c.disconnect()) for c in clients]
+    if transport == "amqp":
+        from proton.handlers import MessagingHandler
+        from proton.reactor import Container
+
+        class Receivers(MessagingHandler):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__()
+                self.attached = 0
+
+            def on_start(self, event: Any) -> None:
+                for slot in range(len(notes)):
+                    connection = event.container.connect(f"amqp://{host}:{port}", sasl_enabled=True,
+                                                         allowed_mechs="ANONYMOUS")
+                    receiver = event.container.create_receiver(connection, "/topic/topology.#")
+                    receiver.slot = slot
+
+            def on_link_opened(self, event: Any) -> None:
+                self.attached += 1
+
+            def on_message(self, event: Any) -> None:
+                body = event.message.body
+                notes[event.receiver.slot](body if isinstance(body, bytes) else bytes(body))
+
+        handler = Receivers()
+        container = Container(handler)
+        thread = threading.Thread(target=container.run, daemon=True)
+        thread.start()
+        _wait_all([lambda: handler.attached >= len(notes)])
+        return lambda: (container.stop(), thread.join(10))
+    from kafka import KafkaConsumer
+
+    consumers, stopping = [], threading.Event()
+    for index, note in zip(indexes, notes, strict=True):
+        joined = threading.Event()  # partitions assigned and positioned at their ends
+
+        def poll(note: Any = note, joined: threading.Event = joined, index: int = index) -> None:
+            # The pca round wrote to the same topics: start at their ends, and only then say ready.
+            consumer = KafkaConsumer(bootstrap_servers=f"{host}:{port}", group_id=f"bare-{index}",
+                                     auto_offset_reset="latest", metadata_max_age_ms=500)
+            consumer.subscribe(pattern=r"^topology\..*")
+            while not stopping.is_set():
+                for records in consumer.poll(timeout_ms=100).values():
+                    for record in records:
+                        note(record.value)
+                if not joined.is_set() and consumer.assignment():
+                    for partition in consumer.assignment():
+                        consumer.position(partition)
+                    joined.set()
+            consumer.close()
+
+        threading.Thread(target=poll, daemon=True).start()
+        consumers.append(joined)
+    _wait_all([joined.is_set for joined in consumers])
+    return stopping.set
+
+
+def _wait_all(conditions: list[Any]) -> None:
+    """Waits until every condition holds (the bare clients' connections), or raises."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not all(condition() for condition in conditions):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bare clients did not connect in time")
+        time.sleep(0.05)
 
 
 class Host:
     """A host process of agents."""
 
-    def __init__(self, broker: str, home: Path, first: int, count: int, members: int) -> None:
+    def __init__(self, kind: str, transport: str, url: str, home: Path, first: int, count: int,
+                 members: int) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_host, args=(child, str(ROOT), broker, str(home), first, count,
-                                                            members), daemon=True)
+        self.process = context.Process(target=_host, args=(child, str(ROOT), kind, transport, url, str(home),
+                                                            first, count, members), daemon=True)
         self.process.start()
         self.pid = 0
 
@@ -212,34 +337,76 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
-    """Starts the broker and the agents, plays the control plane, returns the figures."""
-    import paho.mqtt.client as mqtt
-    import topology  # bench/topology.py
-    from paho.mqtt.enums import CallbackAPIVersion
+class Broker:
+    """The run's broker: its URL for the agents, its process for the CPU figure, and how to stop it."""
 
-    from tests.support.mosquitto import Mosquitto
+    def __init__(self, transport: str, home: Path) -> None:
+        if transport == "mqtt":
+            from tests.support.mosquitto import Mosquitto
 
-    topology.MEMBERS = max(1, args.members // (topology.SERVICES * topology.CLUSTERS))
-    members = topology.SERVICES * topology.CLUSTERS * topology.MEMBERS
-    if args.events > 2 * members:
-        raise SystemExit(f"--events: at most {2 * members}, twice the members, so that events are told apart")
-    snapshot = topology.build_topology()
-    broker = Mosquitto(home / "mosquitto", extra=("max_queued_messages 0", "message_size_limit 0"))
-    broker.start()
+            mosquitto = Mosquitto(home / "mosquitto", extra=("max_queued_messages 0", "message_size_limit 0"))
+            mosquitto.start()
+            self.url, self._pid, self.stop = mosquitto.url, lambda: mosquitto.pid, mosquitto.stop
+        elif transport == "amqp":
+            from tests.support.rabbitmq import RabbitMQ
+
+            rabbitmq = RabbitMQ(home / "rabbitmq")
+            rabbitmq.start()
+            pid_file = rabbitmq.directory / "rabbitmq.pid"
+            self.url, self.stop = rabbitmq.url, rabbitmq.shutdown
+            self._pid = lambda: int(pid_file.read_text())
+        else:
+            from kafka.admin import KafkaAdminClient, NewTopic
+            from pca_kafka.names import Naming
+
+            from pca_core.stratos import events
+            from tests.support.tansu import Tansu
+
+            tansu = Tansu(home / "tansu")
+            tansu.start()
+            self.url, self._pid, self.stop = tansu.url, lambda: tansu.pid, tansu.stop
+            admin = KafkaAdminClient(bootstrap_servers=tansu.bootstrap)  # the topics, before any consumer
+            admin.create_topics([NewTopic(Naming().name(event.TOPIC), num_partitions=1, replication_factor=1)
+                                 for event in (events.CompleteTopologyEvent, events.MemberStartedEvent,
+                                               events.MemberActivatedEvent)])
+            admin.close()
+
+    def cpu(self) -> float | None:
+        """The broker process's CPU seconds so far; None when its process is not known."""
+        try:
+            return cpu_seconds(self._pid())
+        except (OSError, ValueError):
+            return None
+
+
+def control_plane(transport: str, url: str) -> Any:
+    """A connected client of the core's transport, publishing as the control plane."""
+    from pca_core.api import TransportConfig
+    from pca_core.runtime import discovery
+    from pca_core.testing.building import build_plugin
+
+    table = transport_table(transport, url, "fleet-control-plane")
+    config = TransportConfig(plugin=transport, urls=(url,), client_id=table["client_id"],
+                             options=table.get("options", {}))
+    plane = build_plugin(discovery.load_plugin(discovery.TRANSPORTS, transport), config, key="transport")
+    plane.connect(timeout=60)
+    return plane
+
+
+def play(kind: str, args: argparse.Namespace, broker: Broker, plane: Any, home: Path, snapshot: bytes,
+         members: int) -> dict[str, Any]:
+    """One round: hosts of agents (``pca``) or of bare clients (``bare``), the snapshot, the events."""
+    from pca_core.stratos import events
+
     hosts: list[Host] = []
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet-control-plane")
     try:
         for first in range(0, args.agents, args.per_process):
-            hosts.append(Host(broker.url, home, first, min(args.per_process, args.agents - first), members))
+            hosts.append(Host(kind, args.transport, broker.url, home, first,
+                              min(args.per_process, args.agents - first), members))
         for host in hosts:
             host.ready()
-        client.connect("127.0.0.1", broker.port)
-        client.loop_start()
-        from pca_core.stratos import events
-
         published_snapshot = time.time()
-        client.publish(events.CompleteTopologyEvent.TOPIC, snapshot, qos=1).wait_for_publish(START_TIMEOUT)
+        plane.publish(events.CompleteTopologyEvent.TOPIC, snapshot, timeout=START_TIMEOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             applied = [t for host in hosts for t in host.ask("applied")]
@@ -247,21 +414,22 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 break
             time.sleep(0.2)  # the benchmark's driver polls the hosts
         if any(t is None for t in applied):
-            raise RuntimeError("not every agent applied the complete topology in time")
-        broker_cpu = cpu_seconds(broker.pid)
+            raise RuntimeError(f"not every {kind} client applied the complete topology in time")
+        broker_cpu = broker.cpu()
         flow_cpu = sum(cpu_seconds(host.pid) for host in hosts)
         sent: dict[str, float] = {}
         interval = 1.0 / args.rate
         start = time.monotonic()
         for i in range(args.events):
-            member_id, topic, body = member_event(i, members)
+            key, topic, body = member_event(i, members)
             delay = start + i * interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            sent[member_id] = time.time()
-            client.publish(topic, body, qos=1)
+            sent[key] = time.time()
+            plane.publish(topic, body, timeout=60)
         flow_seconds = time.monotonic() - start
-        broker_cpu = cpu_seconds(broker.pid) - broker_cpu
+        after = broker.cpu()
+        broker_cpu = None if broker_cpu is None or after is None else after - broker_cpu
         deadline = time.monotonic() + 60
         while True:  # until every agent has every event, or a minute passed
             seen = [agent for host in hosts for agent in host.ask("seen")]
@@ -274,33 +442,59 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         idle_cpu = sum(cpu_seconds(host.pid) for host in hosts) - cpu_before
         rss = sum(rss_mb(host.pid) for host in hosts)
     finally:
-        client.loop_stop()
-        client.disconnect()
         for host in hosts:
             host.stop()
-        broker.stop()
     latencies, lost = [], 0
-    for member_id, at in sent.items():
-        arrivals = [agent.get(member_id) for agent in seen]
+    for key, at in sent.items():
+        arrivals = [agent.get(key) for agent in seen]
         lost += sum(t is None for t in arrivals)
         known = [t for t in arrivals if t is not None]
         if known:
             latencies.append((max(known) - at) * 1000)
     snapshot_ms = [(t - published_snapshot) * 1000 for t in applied]
-    return {"agents": args.agents, "per_process": args.per_process, "members": members,
-            "snapshot_bytes": len(snapshot), "events": args.events, "rate": args.rate,
-            "p50_ms": round(statistics.median(latencies), 1), "p99_ms": round(percentile(latencies, 99), 1),
+    return {"p50_ms": round(statistics.median(latencies), 1), "p99_ms": round(percentile(latencies, 99), 1),
             "snapshot_apply_p99_ms": round(percentile(snapshot_ms, 99), 1),
             "agent_cpu_idle_pct": round(idle_cpu / args.idle * 100, 2),
             "rss_per_agent_mb": round(rss / args.agents, 1),
-            "broker_cpu_pct": round(broker_cpu / flow_seconds * 100, 1),
+            "broker_cpu_pct": None if broker_cpu is None else round(broker_cpu / flow_seconds * 100, 1),
             "agent_cpu_us_per_delivery": round(flow_cpu / (args.events * args.agents) * 1e6, 1), "lost": lost}
+
+
+def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    """Starts the broker, plays the control plane to the agents and then to the bare clients."""
+    import topology  # bench/topology.py
+
+    topology.MEMBERS = max(1, args.members // (topology.SERVICES * topology.CLUSTERS))
+    members = topology.SERVICES * topology.CLUSTERS * topology.MEMBERS
+    if args.events > 2 * members:
+        raise SystemExit(f"--events: at most {2 * members}, twice the members, so that events are told apart")
+    snapshot = topology.build_topology()
+    broker = Broker(args.transport, home)
+    try:
+        plane = control_plane(args.transport, broker.url)
+        try:
+            figures = {"transport": args.transport, "agents": args.agents, "per_process": args.per_process,
+                       "members": members, "snapshot_bytes": len(snapshot), "events": args.events,
+                       "rate": args.rate, **play("pca", args, broker, plane, home / "pca", snapshot, members)}
+            if not args.no_baseline:
+                bare = play("bare", args, broker, plane, home / "bare", snapshot, members)
+                figures.update({f"baseline_{key}": bare[key] for key in (
+                    "p50_ms", "p99_ms", "snapshot_apply_p99_ms", "lost")})
+                figures["baseline_cpu_us_per_delivery"] = bare["agent_cpu_us_per_delivery"]
+                figures["baseline_rss_per_client_mb"] = bare["rss_per_agent_mb"]
+                figures["ratio_cpu_vs_baseline"] = round(
+                    figures["agent_cpu_us_per_delivery"] / bare["agent_cpu_us_per_delivery"], 2)
+        finally:
+            plane.close()
+    finally:
+        broker.stop()
+    return figures
 
 
 def main() -> int:
     """Runs the benchmark and prints the figures."""
     args = arguments()
-    sys.path.insert(0, str(ROOT))  # tests/support/mosquitto.py
+    sys.path.insert(0, str(ROOT))  # tests/support's brokers
     sys.path.insert(0, str(ROOT / "bench"))  # bench/topology.py
     home = Path(tempfile.mkdtemp(prefix="pca-fleet-", dir="/tmp"))  # short: control sockets live in it
     try:
@@ -310,14 +504,20 @@ def main() -> int:
     if args.json:
         print(json.dumps(figures))
         return 0
-    print(f"{figures['agents']} agents ({figures['per_process']} per process) on one Mosquitto, a topology "
-          f"of {figures['members']:,} members ({figures['snapshot_bytes']:,} bytes)")
+    brokers = {"mqtt": "Mosquitto", "amqp": "RabbitMQ (AMQP 1.0)", "kafka": "Tansu (Kafka)"}
+    print(f"{figures['agents']} agents ({figures['per_process']} per process) on one "
+          f"{brokers[figures['transport']]}, a topology of {figures['members']:,} members "
+          f"({figures['snapshot_bytes']:,} bytes)")
     print(f"  member event to every agent's model: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms "
           f"({figures['events']} events at {figures['rate']}/s; lost {figures['lost']})")
     print(f"  complete topology applied, p99 over the agents: {figures['snapshot_apply_p99_ms']} ms")
     print(f"  idle CPU of the agents: {figures['agent_cpu_idle_pct']} % of a core; "
           f"RSS per agent {figures['rss_per_agent_mb']} MB; broker CPU while events flowed "
-          f"{figures['broker_cpu_pct']} %")
+          f"{figures['broker_cpu_pct']} %; CPU per delivery {figures['agent_cpu_us_per_delivery']} us")
+    if "ratio_cpu_vs_baseline" in figures:
+        print(f"  bare clients: p50 {figures['baseline_p50_ms']} ms, p99 {figures['baseline_p99_ms']} ms, "
+              f"CPU per delivery {figures['baseline_cpu_us_per_delivery']} us (lost "
+              f"{figures['baseline_lost']}); pca / bare CPU per delivery: {figures['ratio_cpu_vs_baseline']}")
     return 0
 
 
