@@ -35,7 +35,7 @@ The baseline round (``--no-baseline`` skips it) then plays the same to bare clie
 own library in the same number of host processes (paho with its network thread, a proton Container,
 kafka-python consumers), each decoding every message's JSON and noting the member and status: what any
 subscriber to the topology costs on this machine, without an agent. Keys ``baseline_p50_ms``,
-``baseline_p99_ms``, ``baseline_snapshot_apply_p99_ms``, ``baseline_lost``,
+``baseline_p99_ms``, ``baseline_snapshot_apply_p99_ms``, ``baseline_lost``, ``baseline_cpu_idle_pct``,
 ``baseline_cpu_us_per_delivery``, ``baseline_rss_per_client_mb``, and ``ratio_cpu_vs_baseline`` (pca's
 CPU per delivery over the bare clients').
 
@@ -83,11 +83,8 @@ def arguments() -> argparse.Namespace:
 
 
 def transport_table(transport: str, url: str, client_id: str) -> dict[str, Any]:
-    """The ``[transport]`` table of an agent or of the control plane."""
-    table: dict[str, Any] = {"plugin": transport, "urls": [url], "client_id": client_id}
-    if transport == "kafka":  # topics appear once the control plane publishes; noticed within 0.5 s
-        table["options"] = {"metadata_max_age": 0.5}
-    return table
+    """An agent's ``[transport]`` table (the Kafka topics exist before any agent starts)."""
+    return {"plugin": transport, "urls": [url], "client_id": client_id}
 
 
 def _host(conn: Any, root: str, kind: str, transport: str, url: str, home: str, first: int, count: int,
@@ -225,7 +222,7 @@ def _start_bare(transport: str, url: str, home: str, indexes: range, members: in
         def poll(note: Any = note, joined: threading.Event = joined, index: int = index) -> None:
             # The pca round wrote to the same topics: start at their ends, and only then say ready.
             consumer = KafkaConsumer(bootstrap_servers=f"{host}:{port}", group_id=f"bare-{index}",
-                                     auto_offset_reset="latest", metadata_max_age_ms=500)
+                                     auto_offset_reset="latest")
             consumer.subscribe(pattern=r"^topology\..*")
             while not stopping.is_set():
                 for records in consumer.poll(timeout_ms=100).values():
@@ -385,9 +382,7 @@ def control_plane(transport: str, url: str) -> Any:
     from pca_core.runtime import discovery
     from pca_core.testing.building import build_plugin
 
-    table = transport_table(transport, url, "fleet-control-plane")
-    config = TransportConfig(plugin=transport, urls=(url,), client_id=table["client_id"],
-                             options=table.get("options", {}))
+    config = TransportConfig(plugin=transport, urls=(url,), client_id="fleet-control-plane")
     plane = build_plugin(discovery.load_plugin(discovery.TRANSPORTS, transport), config, key="transport")
     plane.connect(timeout=60)
     return plane
@@ -480,6 +475,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 bare = play("bare", args, broker, plane, home / "bare", snapshot, members)
                 figures.update({f"baseline_{key}": bare[key] for key in (
                     "p50_ms", "p99_ms", "snapshot_apply_p99_ms", "lost")})
+                figures["baseline_cpu_idle_pct"] = bare["agent_cpu_idle_pct"]
                 figures["baseline_cpu_us_per_delivery"] = bare["agent_cpu_us_per_delivery"]
                 figures["baseline_rss_per_client_mb"] = bare["rss_per_agent_mb"]
                 figures["ratio_cpu_vs_baseline"] = round(

@@ -19,7 +19,7 @@ KEYS = {"transport", "agents", "per_process", "members", "snapshot_bytes", "even
         "p99_ms", "snapshot_apply_p99_ms", "agent_cpu_idle_pct", "rss_per_agent_mb", "broker_cpu_pct",
         "agent_cpu_us_per_delivery", "lost", "baseline_p50_ms", "baseline_p99_ms",
         "baseline_snapshot_apply_p99_ms", "baseline_lost", "baseline_cpu_us_per_delivery",
-        "baseline_rss_per_client_mb", "ratio_cpu_vs_baseline"}
+        "baseline_rss_per_client_mb", "baseline_cpu_idle_pct", "ratio_cpu_vs_baseline"}
 
 
 @pytest.mark.parametrize("transport", ["mqtt", "amqp", "kafka"])
