@@ -61,6 +61,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+EVENTS = ("CompleteTopologyEvent", "MemberStartedEvent", "MemberActivatedEvent")
+"""The events the control plane publishes (names in ``pca_core.stratos.events``)."""
 
 
 def arguments() -> argparse.Namespace:
@@ -173,16 +175,18 @@ def _start_bare(transport: str, url: str, home: str, indexes: range, members: in
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        clients = []
+        clients, subscribed = [], []
         for index, note in zip(indexes, notes, strict=True):
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-{index}")
             client.on_message = lambda _c, _u, message, note=note: note(message.payload)
             client.on_connect = lambda c, *_: c.subscribe("topology/#", qos=1)
+            granted = threading.Event()
+            client.on_subscribe = lambda *_, granted=granted: granted.set()
             client.connect(host, int(port))
             client.loop_start()
             clients.append(client)
-        ready = [lambda c=c: c.is_connected() for c in clients]
-        _wait_all(ready)
+            subscribed.append(granted)
+        _wait_all([granted.is_set for granted in subscribed])
         return lambda: [(c.loop_stop(), c.disconnect()) for c in clients]
     if transport == "amqp":
         from proton.handlers import MessagingHandler
@@ -214,16 +218,19 @@ def _start_bare(transport: str, url: str, home: str, indexes: range, members: in
         _wait_all([lambda: handler.attached >= len(notes)])
         return lambda: (container.stop(), thread.join(10))
     from kafka import KafkaConsumer
+    from pca_kafka.names import Naming
 
-    consumers, stopping = [], threading.Event()
+    from pca_core.stratos import events
+
+    topics = [Naming().name(getattr(events, name).TOPIC) for name in EVENTS]
+    stopping, threads, joins = threading.Event(), [], []
     for index, note in zip(indexes, notes, strict=True):
         joined = threading.Event()  # partitions assigned and positioned at their ends
 
         def poll(note: Any = note, joined: threading.Event = joined, index: int = index) -> None:
             # The pca round wrote to the same topics: start at their ends, and only then say ready.
-            consumer = KafkaConsumer(bootstrap_servers=f"{host}:{port}", group_id=f"bare-{index}",
+            consumer = KafkaConsumer(*topics, bootstrap_servers=f"{host}:{port}", group_id=f"bare-{index}",
                                      auto_offset_reset="latest")
-            consumer.subscribe(pattern=r"^topology\..*")
             while not stopping.is_set():
                 for records in consumer.poll(timeout_ms=100).values():
                     for record in records:
@@ -234,14 +241,20 @@ def _start_bare(transport: str, url: str, home: str, indexes: range, members: in
                     joined.set()
             consumer.close()
 
-        threading.Thread(target=poll, daemon=True).start()
-        consumers.append(joined)
-    _wait_all([joined.is_set for joined in consumers])
-    return stopping.set
+        threads.append(threading.Thread(target=poll, daemon=True))
+        threads[-1].start()
+        joins.append(joined)
+    _wait_all([joined.is_set for joined in joins])
+
+    def stop() -> None:
+        stopping.set()
+        for thread in threads:
+            thread.join(10)
+    return stop
 
 
 def _wait_all(conditions: list[Any]) -> None:
-    """Waits until every condition holds (the bare clients' connections), or raises."""
+    """Waits until every condition holds (the bare clients' subscriptions), or raises."""
     deadline = time.monotonic() + START_TIMEOUT
     while not all(condition() for condition in conditions):
         if time.monotonic() > deadline:
@@ -363,9 +376,8 @@ class Broker:
             tansu.start()
             self.url, self._pid, self.stop = tansu.url, lambda: tansu.pid, tansu.stop
             admin = KafkaAdminClient(bootstrap_servers=tansu.bootstrap)  # the topics, before any consumer
-            admin.create_topics([NewTopic(Naming().name(event.TOPIC), num_partitions=1, replication_factor=1)
-                                 for event in (events.CompleteTopologyEvent, events.MemberStartedEvent,
-                                               events.MemberActivatedEvent)])
+            admin.create_topics([NewTopic(Naming().name(getattr(events, name).TOPIC), num_partitions=1,
+                                          replication_factor=1) for name in EVENTS])
             admin.close()
 
     def cpu(self) -> float | None:
