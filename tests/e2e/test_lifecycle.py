@@ -306,19 +306,22 @@ def test_status_says_what_the_agent_waits_for(harness):
 
 def test_while_the_member_is_awaited_other_members_events_post_no_initialization_check(harness, caplog):
     caplog.set_level(logging.INFO, logger="pca_core")
-    plane = HandDriven(harness, ["Created"], others=1)
+    plane = HandDriven(harness, ["Created"], others=4)
     agent = harness.start()
     assert wait_until(lambda: agent.phase is Phase.WAITING_FOR_INITIALIZATION)
     topology = agent.state.topology
     ids = {"service_name": "php", "cluster_id": "php.domain", "cluster_instance_id": "php-1"}
-    for event, status in [(events.MemberInitializedEvent, "Initialized"),
-                          (events.MemberStartedEvent, "Starting")]:
-        plane.send(event(**ids, member_id="php.member-2"))
-        assert wait_until(lambda status=status: topology.member_status("php.member-2") == status)
+    for other in ("php.member-2", "php.member-3", "php.member-4", "php.member-5"):
+        for event, status in [(events.MemberInitializedEvent, "Initialized"),
+                              (events.MemberStartedEvent, "Starting")]:
+            plane.send(event(**ids, member_id=other))
+            assert wait_until(lambda other=other, status=status: topology.member_status(other) == status)
     plane.send(events.MemberInitializedEvent(**ids, member_id="php.member-1"))
     assert wait_until(lambda: agent.phase is Phase.ACTIVE)
-    waits = [r for r in caplog.records if "waiting for it to be initialized" in r.getMessage()]
-    assert len(waits) == 1, [r.getMessage() for r in waits]
+    # The snapshot's check says it once; a second time at most, when the lane ran that check before the
+    # snapshot's last structural change was told. Each of the 8 other events had added one.
+    waits = [r.getMessage() for r in caplog.records if "waiting for it to be initialized" in r.getMessage()]
+    assert len(waits) <= 2, waits
     plane.transport.close()
 
 
